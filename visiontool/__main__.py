@@ -1,0 +1,3 @@
+from visiontool.cli.app import main
+
+main()

@@ -1,0 +1,27 @@
+"""Errors a user can act on. The CLI prints them as one line and exits with `exit_code`."""
+
+# Exit codes (README, "Exit codes").
+EXIT_OK = 0
+EXIT_FATAL = 1
+EXIT_USAGE = 2
+EXIT_SKIPPED = 3
+
+
+class VisiontoolError(Exception):
+    """A failure explained in one line; no traceback is shown unless --debug."""
+
+    exit_code = EXIT_FATAL
+
+
+class UsageError(VisiontoolError):
+    """The command line or an input named on it is wrong (missing file, bad option value)."""
+
+    exit_code = EXIT_USAGE
+
+
+class DatasetError(UsageError):
+    """A dataset folder that cannot be trained on as it is."""
+
+
+class WeightsError(VisiontoolError):
+    """Weights that cannot be found, fetched, verified or loaded."""
