@@ -1,0 +1,244 @@
+"""Weights resolution (local folders, download from a local HTTP server, offline) and safe loading."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import os
+import pickle
+import shlex
+import subprocess
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+from visiontool import weights
+from visiontool.errors import UsageError, WeightsError
+
+RESNET18_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
+
+
+@pytest.fixture
+def dirs(tmp_path, monkeypatch):
+    """Empty user and torch caches; network allowed unless a test says otherwise."""
+    user = tmp_path / "user-weights"
+    torch_home = tmp_path / "torch-home"
+    monkeypatch.setenv("VISIONTOOL_WEIGHTS_DIR", str(user))
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    monkeypatch.delenv("VISIONTOOL_OFFLINE", raising=False)
+    monkeypatch.delenv("VISIONTOOL_WEIGHTS_URL", raising=False)
+    return {"user": user, "hub": torch_home / "hub" / "checkpoints"}
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    """A 127.0.0.1 HTTP server over a folder, used as the weights mirror."""
+    root = tmp_path / "served"
+    root.mkdir()
+    handler = functools.partial(QuietHandler, directory=str(root))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}/"
+    monkeypatch.setenv("VISIONTOOL_WEIGHTS_URL", base)
+    yield root, base
+    httpd.shutdown()
+    httpd.server_close()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def forbid_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the network was used")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+
+
+def tiny_weights_file(folder: Path) -> tuple[Path, dict]:
+    """A real torch.save'd state_dict named the torchvision way: name-<sha256 prefix>.pth."""
+    state = torch.nn.Linear(3, 2).state_dict()
+    scratch = folder / "scratch.pth"
+    torch.save(state, scratch)
+    digest = hashlib.sha256(scratch.read_bytes()).hexdigest()
+    named = folder / f"tiny-{digest[:8]}.pth"
+    scratch.rename(named)
+    return named, state
+
+
+def test_download_lands_in_torch_cache_announced_and_hash_checked(dirs, server, monkeypatch, capfd):
+    root, base = server
+    served, state = tiny_weights_file(root)
+    official = weights.OFFICIAL_BASE_URL + served.name
+    monkeypatch.setattr(weights, "weights_url", lambda arch, name: official)
+
+    path = weights.resolve("resnet18", "DEFAULT", offline=False, quiet=True)
+
+    assert path == dirs["hub"] / served.name
+    assert path.read_bytes() == served.read_bytes()
+    assert os.listdir(dirs["hub"]) == [served.name]  # no temp file left behind
+    out, err = capfd.readouterr()
+    assert f"downloading {base}{served.name} -> {path}" in err  # announced even with quiet
+    assert out == ""
+    loaded = weights.load_state_dict(path)
+    assert torch.equal(loaded["weight"], state["weight"])
+
+    # Second time: found in the cache, no network.
+    forbid_network(monkeypatch)
+    assert weights.resolve("resnet18", "DEFAULT", offline=True, quiet=True) == path
+    assert weights.is_present("resnet18", "DEFAULT")
+
+
+def test_corrupted_download_is_rejected_and_nothing_is_left(dirs, server, capfd):
+    root, _ = server
+    # The real resnet18 file name, so the expected hash comes from torchvision's own URL.
+    (root / "resnet18-f37072fd.pth").write_bytes(b"not the real weights" * 100)
+
+    with pytest.raises(WeightsError) as info:
+        weights.resolve("resnet18", "IMAGENET1K_V1", offline=False, quiet=False)
+
+    message = str(info.value)
+    actual = hashlib.sha256(b"not the real weights" * 100).hexdigest()
+    assert "f37072fd" in message and actual in message and "\n" not in message
+    assert not dirs["hub"].exists() or os.listdir(dirs["hub"]) == []
+    assert "downloading" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("how", ["argument", "env"])
+def test_offline_and_missing_names_file_url_and_folder(dirs, monkeypatch, how):
+    forbid_network(monkeypatch)
+    if how == "env":
+        monkeypatch.setenv("VISIONTOOL_OFFLINE", "yes")
+
+    with pytest.raises(WeightsError) as info:
+        weights.resolve("resnet18", "IMAGENET1K_V1", offline=how == "argument", quiet=True)
+
+    message = str(info.value)
+    assert "\n" not in message
+    assert "resnet18-f37072fd.pth" in message
+    assert RESNET18_URL in message
+    assert str(dirs["user"]) in message
+
+
+def test_file_in_user_weights_dir_is_used_without_network(dirs, monkeypatch):
+    forbid_network(monkeypatch)
+    dirs["user"].mkdir(parents=True)
+    placed = dirs["user"] / "resnet18-f37072fd.pth"
+    placed.write_bytes(b"placed by the user")
+
+    # DEFAULT of resnet18 is IMAGENET1K_V1: the same file.
+    assert weights.resolve("resnet18", "DEFAULT", offline=False, quiet=True) == placed
+    assert weights.find_local("resnet18-f37072fd.pth") == placed
+    assert weights.is_present("resnet18", "IMAGENET1K_V1")
+    assert not weights.is_present("resnet50", "DEFAULT")
+
+
+def test_file_in_torch_cache_is_used_without_network(dirs, monkeypatch):
+    forbid_network(monkeypatch)
+    dirs["hub"].mkdir(parents=True)
+    cached = dirs["hub"] / "resnet18-f37072fd.pth"
+    cached.write_bytes(b"cached by torchvision")
+    assert weights.resolve("resnet18", "IMAGENET1K_V1", offline=True, quiet=True) == cached
+
+
+def test_unreachable_server_names_url_and_folder(dirs, monkeypatch):
+    monkeypatch.setenv("VISIONTOOL_WEIGHTS_URL", "http://127.0.0.1:9/")  # discard port: refused
+    with pytest.raises(WeightsError) as info:
+        weights.resolve("resnet18", "IMAGENET1K_V1", offline=False, quiet=True)
+    message = str(info.value)
+    assert "http://127.0.0.1:9/resnet18-f37072fd.pth" in message
+    assert str(dirs["user"]) in message
+    assert not dirs["hub"].exists() or os.listdir(dirs["hub"]) == []
+
+
+def test_missing_on_server_is_a_weights_error(dirs, server):
+    with pytest.raises(WeightsError, match="404"):
+        weights.resolve("resnet18", "IMAGENET1K_V1", offline=False, quiet=True)
+
+
+def test_unknown_weights_name_lists_known_ones():
+    with pytest.raises(UsageError, match="IMAGENET1K_V2"):
+        weights.weights_url("resnet50", "IMAGENET9K")
+    with pytest.raises(UsageError, match="no_such_net"):
+        weights.weights_url("no_such_net", "DEFAULT")
+    assert weights.weights_url("resnet18", "default") == RESNET18_URL
+
+
+def test_plain_state_dict_file_loads(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    torch.save(model.state_dict(), tmp_path / "model.pth")
+    loaded = weights.load_state_dict(tmp_path / "model.pth")
+    assert loaded.keys() == model.state_dict().keys()
+    fresh = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    fresh.load_state_dict(loaded)
+    assert torch.equal(fresh[0].weight, model[0].weight)
+
+
+def test_wrapped_dataparallel_state_dict_is_unwrapped(tmp_path):
+    state = torch.nn.Linear(4, 2).state_dict()
+    wrapped = {"epoch": 3, "state_dict": {f"module.{k}": v for k, v in state.items()}}
+    torch.save(wrapped, tmp_path / "ckpt.pt")
+    loaded = weights.load_state_dict(tmp_path / "ckpt.pt")
+    assert set(loaded) == {"weight", "bias"}
+    assert torch.equal(loaded["bias"], state["bias"])
+
+
+def test_safetensors_file_loads(tmp_path):
+    from safetensors.torch import save_file
+
+    tensors = {"w": torch.arange(6.0).reshape(2, 3)}
+    save_file(tensors, tmp_path / "w.safetensors")
+    assert torch.equal(weights.load_state_dict(tmp_path / "w.safetensors")["w"], tensors["w"])
+
+
+class RunsCode:
+    """Unpickling this runs a shell command: what a malicious weights file would do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {shlex.quote(str(self.marker))}",))
+
+
+@pytest.mark.parametrize("container", ["torch.save", "raw pickle"])
+def test_crafted_pickle_is_refused_without_running(tmp_path, container):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pth"
+    payload = {"weight": torch.zeros(2), "extra": RunsCode(marker)}
+    if container == "torch.save":
+        torch.save(payload, evil)
+    else:
+        evil.write_bytes(pickle.dumps(payload))
+
+    with pytest.raises(WeightsError, match="refused to unpickle"):
+        weights.load_state_dict(evil)
+    assert not marker.exists()
+
+    # The payload is real: an unsafe load (in a throwaway process) does run it.
+    unsafe = f"import torch; torch.load({str(evil)!r}, weights_only=False)"
+    subprocess.run([sys.executable, "-c", unsafe], capture_output=True, timeout=120)
+    assert marker.exists()
+
+
+def test_not_a_weights_file_is_one_line(tmp_path):
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(WeightsError) as info:
+        weights.load_state_dict(junk)
+    assert "\n" not in str(info.value) and "junk.pth" in str(info.value)
+    with pytest.raises(WeightsError, match="not found"):
+        weights.load_state_dict(tmp_path / "missing.pth")
+
+
+def test_import_does_not_load_torch():
+    code = "import sys, visiontool.weights; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

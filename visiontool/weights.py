@@ -1,0 +1,271 @@
+"""Find, fetch and load model weights.
+
+Official torchvision weights are looked up, in order, in the project's shipped weights folder,
+the user weights folder ($VISIONTOOL_WEIGHTS_DIR, default ~/.cache/visiontool/weights) and
+torchvision's own cache (torch.hub.get_dir()/checkpoints). Only when all miss, and the network
+is allowed, is the official file downloaded into torchvision's cache: announced, sha256-checked
+against the hash prefix in its file name, written to a temp file and renamed.
+
+Loading a file never unpickles arbitrary objects: safetensors, or torch.load(weights_only=True).
+
+torch, torchvision and rich are imported inside functions: importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import re
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from visiontool.errors import UsageError, WeightsError
+from visiontool.fsutil import atomic_write
+
+if TYPE_CHECKING:
+    import torch
+
+OFFICIAL_BASE_URL = "https://download.pytorch.org/models/"
+ENV_OFFLINE = "VISIONTOOL_OFFLINE"
+ENV_WEIGHTS_DIR = "VISIONTOOL_WEIGHTS_DIR"
+ENV_BASE_URL = "VISIONTOOL_WEIGHTS_URL"
+_TRUTHY = {"1", "true", "yes", "on"}
+# torchvision names its files "<name>-<first hex digits of the sha256>.<ext>".
+_HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")
+_CHUNK = 1 << 20
+
+
+def is_offline(offline: bool = False) -> bool:
+    """True when the caller or $VISIONTOOL_OFFLINE (1/true/yes) forbids the network."""
+    return offline or os.environ.get(ENV_OFFLINE, "").strip().lower() in _TRUTHY
+
+
+def shipped_dir() -> Path | None:
+    """The folder of models the project ships (package visiontool.shipped = repo's weights/)."""
+    try:
+        import visiontool.shipped as shipped
+
+        for entry in shipped.__path__:
+            if Path(entry).is_dir():
+                return Path(entry)
+    except ImportError:
+        pass
+    # A source checkout whose weights/ folder is not importable as a package.
+    candidate = Path(__file__).resolve().parent.parent / "weights"
+    return candidate if candidate.is_dir() else None
+
+
+def user_weights_dir() -> Path:
+    """$VISIONTOOL_WEIGHTS_DIR, or ~/.cache/visiontool/weights."""
+    env = os.environ.get(ENV_WEIGHTS_DIR)
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "visiontool" / "weights"
+
+
+def hub_checkpoints_dir() -> Path:
+    """torchvision's download cache: torch.hub.get_dir()/checkpoints (honours $TORCH_HOME)."""
+    import torch.hub
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def search_dirs() -> list[Path]:
+    """Folders searched for a weights file, in order."""
+    dirs = [d for d in (shipped_dir(),) if d is not None]
+    return dirs + [user_weights_dir(), hub_checkpoints_dir()]
+
+
+def find_local(file_name: str) -> Path | None:
+    """The first existing `file_name` in the search folders, or None."""
+    for folder in search_dirs():
+        candidate = folder / file_name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def weights_url(arch: str, name: str) -> str:
+    """The official URL of torchvision weights `name` ("DEFAULT", "IMAGENET1K_V1", ...) of `arch`."""
+    import torchvision.models
+
+    try:
+        enum = torchvision.models.get_model_weights(arch)
+    except (ValueError, KeyError):
+        raise UsageError(f"unknown torchvision architecture {arch!r}") from None
+    key = name.strip().upper()
+    if key == "DEFAULT":
+        return enum.DEFAULT.url
+    try:
+        return enum[key].url
+    except KeyError:
+        known = ", ".join(["DEFAULT", *(w.name for w in enum)])
+        raise UsageError(f"unknown weights {name!r} for {arch}; known: {known}") from None
+
+
+def file_name_of(url: str) -> str:
+    return url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def download_url(url: str) -> str:
+    """`url` with the official base replaced by the mirror in $VISIONTOOL_WEIGHTS_URL, if set."""
+    mirror = os.environ.get(ENV_BASE_URL)
+    if mirror and url.startswith(OFFICIAL_BASE_URL):
+        return mirror.rstrip("/") + "/" + url[len(OFFICIAL_BASE_URL) :]
+    return url
+
+
+def expected_hash_prefix(file_name: str) -> str | None:
+    match = _HASH_IN_NAME.search(file_name)
+    return match.group(1) if match else None
+
+
+def is_present(arch: str, name: str) -> bool:
+    """Whether torchvision weights `name` of `arch` are on disk already (no network)."""
+    return find_local(file_name_of(weights_url(arch, name))) is not None
+
+
+def resolve(arch: str, weights_name: str, offline: bool = False, quiet: bool = False) -> Path:
+    """A local file holding torchvision weights `weights_name` of `arch`, downloading if allowed."""
+    url = weights_url(arch, weights_name)
+    file_name = file_name_of(url)
+    found = find_local(file_name)
+    if found is not None:
+        return found
+    fetch_url = download_url(url)
+    folders = [user_weights_dir(), hub_checkpoints_dir()]
+    if is_offline(offline):
+        where = " or ".join(str(f) for f in folders)
+        raise WeightsError(
+            f"{file_name} ({arch} {weights_name}) is not on disk and the network is off "
+            f"(--offline / {ENV_OFFLINE}): download {fetch_url} and put it in {where}"
+        )
+    return download(fetch_url, hub_checkpoints_dir() / file_name, quiet=quiet, manual_dir=folders[0])
+
+
+def download(url: str, dest: Path, quiet: bool = False, manual_dir: Path | None = None) -> Path:
+    """Fetch `url` to `dest`, checking the sha256 prefix embedded in `dest`'s name."""
+    expected = expected_hash_prefix(dest.name)
+    if expected is None:
+        raise WeightsError(f"cannot verify {dest.name}: its name carries no sha256 prefix")
+    # Never silent, even with --quiet: the user must know the network was used and where to.
+    print(f"downloading {url} -> {dest}", file=sys.stderr, flush=True)
+    manual = manual_dir or dest.parent
+    try:
+        with atomic_write(dest) as tmp:
+            actual = _fetch(url, tmp, quiet)
+            if not actual.startswith(expected):
+                raise WeightsError(
+                    f"{url} is corrupt: sha256 {actual} does not start with the expected {expected}; "
+                    "the file was discarded"
+                )
+    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as err:
+        is_http = isinstance(err, urllib.error.HTTPError)
+        reason = err if is_http else getattr(err, "reason", None) or err
+        raise WeightsError(
+            f"could not download {url} ({_one_line(reason)}); fetch it yourself and put it in {manual}"
+        ) from None
+    except OSError as err:  # the destination folder, not the network
+        raise WeightsError(f"cannot write {dest}: {err.strerror or err}") from None
+    return dest
+
+
+def _fetch(url: str, tmp: Path, quiet: bool) -> str:
+    """Stream `url` into `tmp` with a progress bar on stderr; return the sha256 hex digest."""
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    digest = hashlib.sha256()
+    request = urllib.request.Request(url, headers={"User-Agent": "visiontool"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        total = response.headers.get("Content-Length")
+        total = int(total) if total and total.isdigit() else None
+        columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+        received = 0
+        with Progress(*columns, console=Console(stderr=True), disable=quiet, transient=True) as bar, open(
+            tmp, "wb"
+        ) as out:
+            task = bar.add_task(file_name_of(url), total=total)
+            while chunk := response.read(_CHUNK):
+                out.write(chunk)
+                digest.update(chunk)
+                received += len(chunk)
+                bar.update(task, advance=len(chunk))
+    if total is not None and received != total:
+        raise http.client.IncompleteRead(b"", total - received)
+    return digest.hexdigest()
+
+
+def load_state_dict(path: str | os.PathLike) -> dict[str, "torch.Tensor"]:
+    """Tensors of a .safetensors file or a torch.save'd state_dict, on the CPU.
+
+    Pickled files load with weights_only=True: anything but tensors and plain containers is
+    refused. A {"state_dict": ...} or {"model": ...} wrapper and a DataParallel "module." prefix
+    are removed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    if _looks_like_safetensors(path):
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except (SafetensorError, OSError, ValueError) as err:
+            raise WeightsError(f"cannot read {path} as safetensors: {_one_line(err)}") from None
+
+    import pickle
+
+    import torch
+
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "weights only" in str(err).lower():
+            raise WeightsError(
+                f"refused to unpickle {path}: it holds objects other than tensors, which could run "
+                "code; save a plain state_dict (torch.save(model.state_dict(), ...)) or safetensors"
+            ) from None
+        raise WeightsError(f"cannot read {path}: {_one_line(err)}") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise WeightsError(f"cannot read {path} as a PyTorch state_dict: {_one_line(err)}") from None
+    return _as_state_dict(loaded, path)
+
+
+def _as_state_dict(loaded: object, path: Path) -> dict:
+    import torch
+
+    for key in ("state_dict", "model"):
+        if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
+            loaded = loaded[key]
+            break
+    if not isinstance(loaded, dict):
+        raise WeightsError(f"{path} holds a {type(loaded).__name__}, not a state_dict")
+    tensors = {k: v for k, v in loaded.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise WeightsError(f"{path} holds no tensors: not a state_dict")
+    if all(k.startswith("module.") for k in tensors):
+        tensors = {k[len("module.") :]: v for k, v in tensors.items()}
+    elif len(tensors) == len(loaded):
+        return loaded  # keep torch's _metadata (layer versions) when nothing changed
+    return tensors
+
+
+def _looks_like_safetensors(path: Path) -> bool:
+    """safetensors starts with a little-endian u64 header length and a JSON object."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if len(head) < 9:
+        return False
+    header_len = int.from_bytes(head[:8], "little")
+    return head[8:9] == b"{" and header_len <= path.stat().st_size - 8
+
+
+def _one_line(err: object) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
