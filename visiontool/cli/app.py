@@ -7,7 +7,8 @@ import sys
 import typer
 
 from visiontool import __version__
-from visiontool.errors import EXIT_FATAL, VisiontoolError
+from visiontool.cli.handling import command, state
+from visiontool.errors import EXIT_FATAL
 
 app = typer.Typer(
     name="visiontool",
@@ -18,14 +19,11 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-_state = {"debug": False}
-
 
 def _version(value: bool) -> None:
     if value:
         print(f"visiontool {__version__}")
         raise typer.Exit()
-
 
 @app.callback()
 def _root(
@@ -34,31 +32,27 @@ def _root(
         False, "--version", callback=_version, is_eager=True, help="Print the version."
     ),
 ) -> None:
-    _state["debug"] = debug
-
+    state["debug"] = debug
 
 def _register() -> None:
     # Each module defines its command with Typer's public API; none imports torch at import.
     # One line per command, in the order `--help` lists them.
-    pass
+    from visiontool.cli import classify, models, weights
 
+    app.command("classify")(command(classify.classify))
+    app.command("models")(command(models.models))
+    app.add_typer(weights.app, name="weights")
 
 _register()
-
 
 def main() -> None:
     try:
         app()
-    except VisiontoolError as err:
-        if _state["debug"]:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(err.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     except Exception as err:  # an unexpected failure: still one line unless --debug
-        if _state["debug"]:
+        if state["debug"]:
             raise
         print(f"error: {type(err).__name__}: {err} (rerun with --debug for the traceback)", file=sys.stderr)
         sys.exit(EXIT_FATAL)

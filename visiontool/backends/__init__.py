@@ -1,0 +1,39 @@
+"""Backends run a model on a batch of preprocessed images: `backend(batch) -> outputs`.
+
+Both take a float32 NCHW numpy array and return numpy arrays, so tasks never see the framework.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from visiontool.errors import UsageError
+from visiontool.modelinfo import ModelInfo
+
+BACKENDS = ("torch", "onnx")
+
+
+def pick_backend(model: str, backend: str | None) -> str:
+    """The backend follows from the model argument (.onnx -> onnx); --backend overrides."""
+    if backend is not None and backend not in BACKENDS:
+        raise UsageError(f"--backend {backend}: unknown (use {' or '.join(BACKENDS)})")
+    if Path(model).suffix.lower() == ".onnx":
+        if backend == "torch":
+            raise UsageError(f"--backend torch cannot run {model}: it is an ONNX file")
+        return "onnx"
+    return backend or "torch"
+
+
+def open_model(model: str, weights: str | None = None, backend: str | None = None,
+               device: str = "auto", offline: bool = False, quiet: bool = False):
+    """(runner, ModelInfo) for any model argument; runner(batch NCHW float32) -> ndarray."""
+    kind = pick_backend(model, backend)
+    if kind == "onnx":
+        from visiontool.backends.onnx_backend import open_onnx
+
+        return open_onnx(model, weights=weights, device=device, offline=offline, quiet=quiet)
+    from visiontool.backends.torch_backend import TorchBackend
+    from visiontool.models.loader import load_model
+
+    loaded = load_model(model, weights, offline=offline, quiet=quiet)
+    return TorchBackend(loaded.module, device), loaded.info

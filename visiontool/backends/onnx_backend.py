@@ -1,0 +1,87 @@
+"""onnxruntime backend. Imports no torch: an exported model runs where PyTorch is absent.
+
+Everything a command needs besides the graph (task, labels, preprocessing) is read from the
+file's own metadata, written by `visiontool export` under the key "visiontool".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from visiontool.errors import UsageError, WeightsError
+from visiontool.modelinfo import ModelInfo
+from visiontool.preprocess import Preprocess
+
+METADATA_KEY = "visiontool"
+
+
+def providers_for(device: str) -> list[str]:
+    """CUDA when present (or asked for), then CPU; asking for CUDA where there is none fails."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    device = (device or "auto").lower()
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        if "CUDAExecutionProvider" not in available:
+            raise UsageError(f"--device {device}: onnxruntime here has no CUDA provider "
+                             f"(install onnxruntime-gpu, or use --device cpu)")
+        index = device.split(":")[1] if ":" in device else "0"
+        return [("CUDAExecutionProvider", {"device_id": int(index)}), "CPUExecutionProvider"]
+    if device != "auto":
+        raise UsageError(f"--device {device}: not a device (use auto, cpu, cuda or cuda:N)")
+    return (["CUDAExecutionProvider"] if "CUDAExecutionProvider" in available else []) + ["CPUExecutionProvider"]
+
+
+def read_info(session_or_path) -> ModelInfo:
+    """The ModelInfo stored in an exported file's metadata."""
+    meta = session_or_path.get_modelmeta().custom_metadata_map
+    if METADATA_KEY not in meta:
+        raise WeightsError("this .onnx file was not written by `visiontool export`: it carries no "
+                           "labels or preprocessing (export it with `visiontool export`)")
+    d = json.loads(meta[METADATA_KEY])
+    return ModelInfo(arch=d["arch"], task=d["task"], labels=list(d["labels"]),
+                     preprocess=Preprocess.from_dict(d["preprocess"]),
+                     weights_source=d.get("weights_source", ""), extra=d.get("extra", {}))
+
+
+class OnnxBackend:
+    name = "onnx"
+
+    def __init__(self, path: str | os.PathLike, device: str = "auto", threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise UsageError(f"--model {path}: no such file")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers_for(device))
+        except UsageError:
+            raise
+        except Exception as err:  # onnxruntime raises its own types for unreadable graphs
+            raise WeightsError(f"{path}: onnxruntime cannot load it: {str(err).splitlines()[0]}") from None
+        self.input_name = self.session.get_inputs()[0].name
+        self.input_type = self.session.get_inputs()[0].type  # tensor(float) or tensor(float16)
+        self.info = read_info(self.session)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        x = np.asarray(batch, dtype=np.float16 if "float16" in self.input_type else np.float32)
+        out = self.session.run(None, {self.input_name: x})[0]
+        return out.astype(np.float32, copy=False)
+
+
+def open_onnx(model: str, weights: str | None = None, device: str = "auto", offline: bool = False,
+              quiet: bool = False):
+    if weights is not None:
+        raise UsageError("--weights does not apply to an .onnx file: its weights are inside it")
+    backend = OnnxBackend(model, device)
+    return backend, backend.info
