@@ -1,0 +1,89 @@
+"""`visiontool weights list | pull NAME | path NAME`: the pretrained weights visiontool knows.
+
+NAME is an architecture ("resnet18": its default weights), ARCH.WEIGHTS
+("resnet18.IMAGENET1K_V1") or a shipped model ("lenet5-mnist").
+
+Examples:
+    visiontool weights list 'resnet*'        known weights and whether each is on disk
+    visiontool weights pull resnet50         fetch (announced, hash-checked) unless present
+    visiontool weights path resnet18         where the file is; exit 1 and what to do if absent
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Optional
+
+import typer
+
+from visiontool.cli.handling import command
+from visiontool.cli.options import Quiet
+
+app = typer.Typer(help="List, fetch and locate pretrained weights.", no_args_is_help=True)
+
+Name = Annotated[str, typer.Argument(help="resnet18, resnet18.IMAGENET1K_V2 or a shipped model name.")]
+Pattern = Annotated[Optional[str], typer.Argument(help="Glob (resnet*) or substring of the model names.")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+@app.command("list")
+@command
+def list_weights(pattern: Pattern = None, as_json: Json = False) -> None:
+    """Every known weights file, and whether it is on disk."""
+    from visiontool import weights
+    from visiontool.errors import UsageError
+    from visiontool.models import registry
+
+    rows = []
+    for spec in registry.list_specs(pattern=pattern):
+        if spec.shipped_file is not None:
+            rows.append({"name": spec.name, "file": spec.shipped_file.name, "default": True,
+                         "present": spec.shipped_file.is_file()})
+        for name in spec.weights:
+            file_name = weights.weights_url(spec.arch, name).rsplit("/", 1)[-1]
+            rows.append({"name": f"{spec.name}.{name}", "file": file_name,
+                         "default": name == spec.default_weights, "present": weights.is_present(spec.arch, name)})
+    if not rows:
+        raise UsageError(f"no weights match {pattern!r}")
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} weights ({sum(r['present'] for r in rows)} on disk)", title_justify="left")
+    table.add_column("name", overflow="fold")
+    table.add_column("file", overflow="fold")
+    table.add_column("default", no_wrap=True, min_width=7)
+    table.add_column("present", no_wrap=True, min_width=7)
+    for r in rows:
+        table.add_row(r["name"], r["file"], "yes" if r["default"] else "", "yes" if r["present"] else "no")
+    Console().print(table)
+
+
+@app.command()
+@command
+def pull(name: Name, quiet: Quiet = False) -> None:
+    """Download weights unless already on disk; print the local path."""
+    from visiontool import weights
+    from visiontool.models import registry
+
+    spec, weights_name = registry.split_weights_name(name)
+    if weights_name is None:  # shipped inside the package: nothing to fetch
+        typer.echo(str(spec.shipped_file))
+        return
+    typer.echo(str(weights.resolve(spec.arch, weights_name, offline=False, quiet=quiet)))
+
+
+@app.command()
+@command
+def path(name: Name) -> None:
+    """Print the local path of weights; exit 1, saying where to put them, when absent."""
+    from visiontool import weights
+    from visiontool.models import registry
+
+    spec, weights_name = registry.split_weights_name(name)
+    if weights_name is None:
+        typer.echo(str(spec.shipped_file))
+        return
+    typer.echo(str(weights.resolve(spec.arch, weights_name, offline=True, quiet=True)))

@@ -1,0 +1,227 @@
+"""The one lookup for model names: name -> ModelSpec (task, architecture, weights, preprocessing).
+
+Three kinds of entries:
+- every torchvision classification architecture, by its torchvision name; labels and
+  preprocessing come from its DEFAULT weights, exactly as torchvision describes them;
+- `lenet5`, the project's own architecture (random init);
+- shipped models: each visiontool checkpoint (`*.safetensors`) in the `visiontool.shipped`
+  package folder (the repository's weights/), named by its file stem, e.g. `lenet5-mnist`.
+
+Listing reads facts torchvision already has (weights meta, transforms); it never builds 80
+networks. Where a count is not written down, `param_count` builds the network on the "meta"
+device, which allocates no memory and takes milliseconds.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from visiontool.errors import UsageError, VisiontoolError
+from visiontool.preprocess import Preprocess
+
+if TYPE_CHECKING:
+    from torch import nn
+
+TASK_CLASSIFY = "classify"
+LENET5 = "lenet5"
+# LeNet-5 sees a 32x32 grayscale field; inputs are scaled to [-1, 1].
+LENET5_PREPROCESS = Preprocess(crop=32, resize=32, mean=(0.5,), std=(0.5,), channels=1)
+
+# Constructor defaults that differ from torchvision's for these two: no auxiliary heads
+# (inference and our training use the main head only) and an explicit init (silences the
+# "default init will change" warning).
+_ARCH_DEFAULTS = {
+    "googlenet": {"aux_logits": False, "init_weights": True},
+    "inception_v3": {"aux_logits": False, "init_weights": True},
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str  # what users type: "resnet18", "lenet5", "lenet5-mnist"
+    task: str  # "classify"
+    arch: str  # architecture it builds: a torchvision name or "lenet5"
+    num_params: int | None  # parameter count when written down (weights meta); else param_count()
+    input_size: int  # side of the square input the model expects
+    preprocess: Preprocess  # how images become its input
+    labels: tuple[str, ...]  # class names of its default weights; () for random init
+    weights: tuple[str, ...] = ()  # torchvision weights names (IMAGENET1K_V1, ...)
+    default_weights: str | None = None  # what DEFAULT means; None: no pretrained weights
+    shipped_file: Path | None = None  # project model: its checkpoint inside the package
+    description: str = ""
+    num_classes: int = 1000  # outputs of the default weights / checkpoint
+    arch_kwargs: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+@functools.lru_cache(maxsize=None)
+def _torchvision_specs() -> tuple[ModelSpec, ...]:
+    import torchvision
+    from torchvision.models import get_model_weights, list_models
+
+    specs = []
+    for name in list_models(module=torchvision.models):
+        enum = get_model_weights(name)
+        default = enum.DEFAULT
+        specs.append(
+            ModelSpec(
+                name=name,
+                task=TASK_CLASSIFY,
+                arch=name,
+                num_params=default.meta.get("num_params"),
+                input_size=default.transforms.keywords["crop_size"],
+                preprocess=preprocess_from_weights(default),
+                labels=tuple(default.meta["categories"]),
+                weights=tuple(w.name for w in enum),
+                default_weights=default.name,
+                description=f"torchvision {name}",
+                num_classes=len(default.meta["categories"]),
+            )
+        )
+    return tuple(specs)
+
+
+def preprocess_from_weights(weights) -> Preprocess:
+    """The Preprocess equal to `weights.transforms()` (torchvision's ImageClassification)."""
+    t = weights.transforms()
+    return Preprocess(
+        crop=int(t.crop_size[0]),
+        resize=int(t.resize_size[0]),
+        mean=tuple(float(m) for m in t.mean),
+        std=tuple(float(s) for s in t.std),
+        interpolation=t.interpolation.value,
+    )
+
+
+def _lenet_spec() -> ModelSpec:
+    return ModelSpec(
+        name=LENET5,
+        task=TASK_CLASSIFY,
+        arch=LENET5,
+        num_params=None,
+        input_size=LENET5_PREPROCESS.crop,
+        preprocess=LENET5_PREPROCESS,
+        labels=(),
+        description="LeNet-5 (LeCun et al. 1998), random init; train it with `visiontool train`",
+        num_classes=10,
+    )
+
+
+def _shipped_specs() -> list[ModelSpec]:
+    from visiontool import checkpoint, weights
+
+    folder = weights.shipped_dir()
+    if folder is None or not folder.is_dir():
+        return []
+
+    specs = []
+    for path in sorted(folder.glob("*.safetensors")):
+        meta = checkpoint.read_meta(path)
+        if meta is None:  # some other safetensors file (e.g. a mirrored torchvision weight)
+            continue
+        preprocess = Preprocess.from_dict(meta["preprocess"])
+        metrics = (meta.get("train") or {}).get("metrics") or {}
+        score = next((f", {k} {v:.4g}" for k, v in metrics.items() if "top1" in k.replace("-", "")), "")
+        specs.append(
+            ModelSpec(
+                name=path.stem,
+                task=meta.get("task", TASK_CLASSIFY),
+                arch=meta["arch"],
+                num_params=None,
+                input_size=preprocess.crop,
+                preprocess=preprocess,
+                labels=tuple(meta["labels"]),
+                shipped_file=path,
+                description=f"{meta['arch']} shipped with visiontool{score}",
+                num_classes=int(meta["num_classes"]),
+                arch_kwargs=dict(meta.get("arch_kwargs") or {}),
+            )
+        )
+    return specs
+
+
+def _all_specs() -> dict[str, ModelSpec]:
+    specs: dict[str, ModelSpec] = {}
+    for spec in [*_torchvision_specs(), _lenet_spec(), *_shipped_specs()]:
+        if spec.name in specs:  # a shipped file must not shadow an architecture
+            raise VisiontoolError(f"two models are named {spec.name!r}: rename {spec.shipped_file}")
+        specs[spec.name] = spec
+    return specs
+
+
+def list_specs(task: str | None = None, pattern: str | None = None) -> list[ModelSpec]:
+    """Entries sorted by name; `pattern` is a glob (`resnet*`) or a substring (`net`), any case."""
+    specs = sorted(_all_specs().values(), key=lambda s: s.name)
+    if task:
+        specs = [s for s in specs if s.task == task]
+    if pattern:
+        p = pattern.lower()
+        glob = any(ch in p for ch in "*?[")
+        specs = [s for s in specs if (fnmatch.fnmatchcase(s.name, p) if glob else p in s.name)]
+    return specs
+
+
+def get_spec(name: str) -> ModelSpec:
+    specs = _all_specs()
+    if name in specs:
+        return specs[name]
+    raise UsageError(f"unknown model {name!r}{_suggest(name, specs)}; `visiontool models` lists them")
+
+
+def _suggest(name: str, known) -> str:
+    close = difflib.get_close_matches(name.lower(), list(known), n=3, cutoff=0.6)
+    return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+def build(arch: str, num_classes: int, **arch_kwargs) -> "nn.Module":
+    """A freshly initialised network: torchvision's `get_model` or LeNet5."""
+    if arch == LENET5:
+        from visiontool.models.lenet import LeNet5
+
+        return LeNet5(num_classes=num_classes, **arch_kwargs)
+    tv_names = {s.arch for s in _torchvision_specs()}
+    if arch not in tv_names:
+        raise UsageError(f"unknown architecture {arch!r}{_suggest(arch, sorted(tv_names | {LENET5}))}")
+    from torchvision.models import get_model
+
+    kwargs = {**_ARCH_DEFAULTS.get(arch, {}), **arch_kwargs}
+    return get_model(arch, weights=None, num_classes=num_classes, **kwargs)
+
+
+def count_params(arch: str, num_classes: int, **arch_kwargs) -> int:
+    """Parameters of `arch`, counted on the meta device (no memory, no real init)."""
+    import torch
+
+    with torch.device("meta"):
+        module = build(arch, num_classes, **arch_kwargs)
+    return sum(p.numel() for p in module.parameters())
+
+
+def param_count(spec: ModelSpec) -> int:
+    if spec.num_params is not None:
+        return spec.num_params
+    return count_params(spec.arch, spec.num_classes, **spec.arch_kwargs)
+
+
+def split_weights_name(ref: str) -> tuple[ModelSpec, str | None]:
+    """"resnet18" -> (spec, default weights); "resnet18.IMAGENET1K_V2" -> (spec, that name);
+    a shipped model -> (spec, None): its weights are its checkpoint."""
+    specs = _all_specs()
+    name, _, wanted = ref.partition(".") if ref not in specs else (ref, "", "")
+    spec = get_spec(name)
+    if spec.shipped_file is not None:
+        if wanted:
+            raise UsageError(f"{spec.name} is a shipped model with one set of weights; use {spec.name}")
+        return spec, None
+    if spec.default_weights is None:
+        raise UsageError(f"{spec.name} has no published weights (random init only)")
+    key = (wanted or "DEFAULT").upper()
+    if key == "DEFAULT":
+        return spec, spec.default_weights
+    if key not in spec.weights:
+        raise UsageError(f"unknown weights {wanted!r} for {spec.name}; known: {', '.join(spec.weights)}")
+    return spec, key
