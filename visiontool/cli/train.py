@@ -1,0 +1,97 @@
+"""`visiontool train`: fit a classifier on a folder dataset.
+
+Examples:
+    visiontool train data/ --model resnet18 --image-size 64 --epochs 10
+    visiontool train data/ --model mobilenet_v3_small --pretrained --image-size 128
+    visiontool train digits/ --model lenet5 --augment none --out runs/lenet
+    visiontool train --resume runs/train/resnet18-1            (continue an interrupted run)
+    visiontool train --resume runs/train/resnet18-1 --epochs 20 (train longer)
+    torchrun --nproc_per_node 2 -m visiontool train data/ --model resnet18 (same result, 2 processes)
+
+DATA holds train/<class>/<image> and, optionally, val/<class>/<image> (or valid/, validation/);
+without a val folder, --val-fraction of each class is held out (seeded). The run folder gets
+command.txt, config.json, results.csv, best.safetensors and last.safetensors (use them as
+`classify --model`), state.pt (for --resume), curves.png and confusion.png.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from visiontool.cli import options as opt
+from visiontool.train.config import AUGMENTS, OPTIMIZERS, SCHEDULERS, TrainConfig
+
+_D = TrainConfig()  # defaults live in one place: the config dataclass
+
+
+def train(
+    ctx: typer.Context,
+    data: Annotated[Optional[Path], typer.Argument(help="Dataset folder with train/<class>/<image> (and optionally val/).", show_default=False)] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Architecture to train: a registry name such as resnet18, mobilenet_v3_small or lenet5 (see `visiontool models`).", show_default=False)] = None,
+    pretrained: Annotated[bool, typer.Option(help="Start from the architecture's ImageNet weights (fetched like `weights pull`); the classifier head is replaced for your classes.")] = _D.pretrained,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training images.")] = _D.epochs,
+    batch_size: Annotated[int, typer.Option(min=1, help="GLOBAL batch size: under torchrun it is split evenly over the processes, so results match one process.")] = _D.batch_size,
+    image_size: Annotated[Optional[int], typer.Option(help="Side of the square the model sees (default: the model's own, 224 for torchvision models, 32 for lenet5).", show_default=False)] = None,
+    optimizer: Annotated[str, typer.Option(help=f"One of {', '.join(OPTIMIZERS)}.")] = _D.optimizer,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (default: 0.002 for adam/adamw, 0.05 for sgd, 0.001 for rmsprop, at batch 64, scaled with the batch).", show_default=False)] = None,
+    momentum: Annotated[float, typer.Option(help="Momentum for sgd and rmsprop.")] = _D.momentum,
+    nesterov: Annotated[bool, typer.Option(help="Nesterov momentum (sgd).")] = _D.nesterov,
+    weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay (default: 0.05 adamw, 5e-4 sgd, 0 adam); never applied to norm layers and biases.", show_default=False)] = None,
+    scheduler: Annotated[str, typer.Option(help=f"Learning-rate schedule after warm-up, per iteration: {', '.join(SCHEDULERS)} (step: x0.1 at 50% and 75%).")] = _D.scheduler,
+    warmup_epochs: Annotated[float, typer.Option(min=0, help="Linear warm-up length in epochs.")] = _D.warmup_epochs,
+    label_smoothing: Annotated[float, typer.Option(min=0, max=0.99, help="Cross-entropy label smoothing.")] = _D.label_smoothing,
+    augment: Annotated[str, typer.Option(help=f"Training augmentation: {', '.join(AUGMENTS)} (light: random resized crop and flip).")] = _D.augment,
+    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision (default: on for CUDA with fp16, off on the CPU where --amp means bf16).", show_default=False)] = None,
+    patience: Annotated[int, typer.Option(min=0, help="Stop after this many epochs without a better val top-1 (0: never).")] = _D.patience,
+    seed: Annotated[int, typer.Option(help="Seed for weights, split, order and augmentation: same seed, same run.")] = _D.seed,
+    val_fraction: Annotated[float, typer.Option(help="Share of each class held out when DATA has no val/ folder.")] = _D.val_fraction,
+    device: opt.Device = _D.device,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="Image decoding threads (default: one per core).", show_default=False)] = None,
+    resume: Annotated[Optional[Path], typer.Option(metavar="RUN_DIR", help="Continue the run in RUN_DIR from its last finished epoch (only --epochs, --patience, --device, --workers, --quiet may change).", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option(metavar="RUN_DIR", help="Run folder (default: runs/train/<model>-N).", show_default=False)] = None,
+    quiet: opt.Quiet = _D.quiet,
+) -> None:
+    """Train a classifier on a folder dataset; writes checkpoints, results.csv and plots."""
+    from visiontool.train import engine
+
+    given = _given(ctx)
+    command = _command(ctx, given)
+    if resume is not None:
+        overrides = {name: ctx.params[name] for name in given if name != "resume"}
+        engine.resume(resume, overrides, command=command)
+        return
+    cfg = TrainConfig(
+        data=str(data) if data is not None else "", model=model or "", pretrained=pretrained, epochs=epochs,
+        batch_size=batch_size, image_size=image_size, optimizer=optimizer, lr=lr, momentum=momentum,
+        nesterov=nesterov, weight_decay=weight_decay, scheduler=scheduler, warmup_epochs=warmup_epochs,
+        label_smoothing=label_smoothing, augment=augment, amp=amp, patience=patience, seed=seed,
+        val_fraction=val_fraction, device=device, workers=workers, out=str(out) if out is not None else None,
+        quiet=quiet, command=command,
+    )
+    engine.train(cfg)
+
+
+def _given(ctx: typer.Context) -> list[str]:
+    """Names of the parameters typed on the command line (not left at their defaults)."""
+    sources = {name: ctx.get_parameter_source(name) for name in ctx.params}
+    return [name for name, source in sources.items() if source is not None and source.name != "DEFAULT"]
+
+
+def _command(ctx: typer.Context, given: list[str]) -> str:
+    """The command as a user would retype it: every option that was given, canonical spelling."""
+    words = ["visiontool", "train"]
+    by_name = {p.name: p for p in ctx.command.params}
+    for name in given:
+        value, param = ctx.params[name], by_name[name]
+        if param.param_type_name == "argument":
+            words.insert(2, str(value))
+        elif isinstance(value, bool):
+            flag = next((o for o in param.opts if o.startswith("--")), param.opts[0])
+            words.append(flag if value else next((o for o in param.secondary_opts if o.startswith("--")), flag))
+        else:
+            words += [next(o for o in param.opts if o.startswith("--")), str(value)]
+    return shlex.join(words)

@@ -1,0 +1,108 @@
+"""The resolved options of one training run, as a typed dataclass.
+
+The CLI maps its options onto `TrainConfig`; library code only ever sees this object.
+`config.json` in the run folder is `asdict(config)` after `resolve()` has filled in defaults.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+from visiontool.errors import UsageError
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+SCHEDULERS = ("cosine", "step", "none")
+AUGMENTS = ("none", "light", "randaugment", "trivialaugment")
+
+# Learning rate and weight decay when not given, per optimizer, for a global batch of 64.
+# The learning rate scales linearly with the batch size (Goyal et al., 2017).
+_DEFAULT_LR = {"sgd": 0.05, "adam": 2e-3, "adamw": 2e-3, "rmsprop": 1e-3}
+_DEFAULT_WD = {"sgd": 5e-4, "adam": 0.0, "adamw": 0.05, "rmsprop": 1e-5}
+_REFERENCE_BATCH = 64
+
+# Options that may be changed when a run is resumed; the rest define the run.
+RESUME_OVERRIDES = ("epochs", "patience", "device", "workers", "quiet")
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""  # dataset root: DATA/train/<class>/..., optionally DATA/val/<class>/...
+    model: str = ""  # registry architecture name (see `visiontool models`)
+    pretrained: bool = False  # start from the architecture's ImageNet weights, new head
+    epochs: int = 10  # passes over the training split
+    batch_size: int = 64  # GLOBAL batch: split evenly over the processes of a torchrun job
+    image_size: int | None = None  # side of the square the model sees; None: the model's own
+    optimizer: str = "adamw"  # sgd | adam | adamw | rmsprop
+    lr: float | None = None  # peak learning rate; None: per-optimizer default scaled by batch
+    momentum: float = 0.9  # sgd and rmsprop momentum
+    nesterov: bool = False  # Nesterov momentum for sgd
+    weight_decay: float | None = None  # None: per-optimizer default; never on norms and biases
+    scheduler: str = "cosine"  # cosine | step (x0.1 at 50% and 75%) | none, per iteration
+    warmup_epochs: float = 1.0  # linear warm-up from 10% of the peak lr, in epochs
+    label_smoothing: float = 0.1  # cross-entropy label smoothing
+    augment: str = "light"  # none | light (random resized crop + flip) | randaugment | trivialaugment
+    amp: bool | None = None  # mixed precision; None: on for CUDA (fp16), off on CPU (bf16 if True)
+    patience: int = 0  # stop after this many epochs without a better val top-1; 0: never
+    seed: int = 0  # seeds weights init, split, sampling and augmentation
+    val_fraction: float = 0.2  # share of each class held out when DATA has no val/ folder
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    workers: int | None = None  # image decoding threads; None: one per core
+    out: str | None = None  # run folder; None: runs/train/<model>-N
+    quiet: bool = False  # no progress bars or per-epoch lines
+    command: str = ""  # the command line that started the run, for command.txt and checkpoints
+
+    def resolve(self) -> "TrainConfig":
+        """Check values and fill in defaults that depend on other options."""
+        if not self.data:
+            raise UsageError("missing DATA: the dataset folder (DATA/train/<class>/<image>)")
+        if not self.model:
+            raise UsageError("missing --model: an architecture name, e.g. resnet18 (see `visiontool models`)")
+        _choice("--optimizer", self.optimizer, OPTIMIZERS)
+        _choice("--scheduler", self.scheduler, SCHEDULERS)
+        _choice("--augment", self.augment, AUGMENTS)
+        if self.epochs < 1:
+            raise UsageError("--epochs must be at least 1")
+        if self.batch_size < 1:
+            raise UsageError("--batch-size must be at least 1")
+        if self.image_size is not None and self.image_size < 8:
+            raise UsageError("--image-size must be at least 8")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise UsageError("--val-fraction must be between 0 and 1 (exclusive)")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise UsageError("--label-smoothing must be in [0, 1)")
+        if self.warmup_epochs < 0 or self.patience < 0:
+            raise UsageError("--warmup-epochs and --patience cannot be negative")
+        lr = self.lr
+        if lr is None:
+            lr = _DEFAULT_LR[self.optimizer] * self.batch_size / _REFERENCE_BATCH
+        if lr <= 0:
+            raise UsageError("--lr must be positive")
+        wd = _DEFAULT_WD[self.optimizer] if self.weight_decay is None else self.weight_decay
+        if wd < 0:
+            raise UsageError("--weight-decay cannot be negative")
+        return replace(self, lr=lr, weight_decay=wd)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def save(self, path: Path) -> None:
+        from visiontool.fsutil import atomic_write
+
+        with atomic_write(path) as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def _choice(option: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise UsageError(f"{option} must be one of {', '.join(allowed)} (got {value!r})")

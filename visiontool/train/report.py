@@ -1,0 +1,98 @@
+"""What a run leaves behind besides checkpoints: results.csv and two PNG plots.
+
+matplotlib is imported only when a plot is drawn, and through its object API with the Agg
+canvas, so no GUI backend or global pyplot state is involved.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from visiontool.fsutil import atomic_write
+
+RESULT_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_top1", "val_top5", "lr", "seconds")
+_MAX_ANNOTATED_CLASSES = 30  # beyond this, confusion cells are colour only
+_MAX_TICK_LABELS = 60
+
+
+def write_results(path: Path, rows: list[dict]) -> None:
+    """Rewrite results.csv with one row per finished epoch (atomic: never a half-written row)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=RESULT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _fmt(row[k]) for k in RESULT_COLUMNS})
+    with atomic_write(path) as tmp:
+        tmp.write_text(buf.getvalue())
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def read_results(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in rows]
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path: Path) -> None:
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, format="png")
+
+
+def plot_curves(path: Path, rows: list[dict]) -> None:
+    """Loss (train and val) and accuracy (train, val top-1, val top-5) per epoch."""
+    fig = _figure(10, 4)
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    epochs = [r["epoch"] for r in rows]
+    loss_ax.plot(epochs, [r["train_loss"] for r in rows], "o-", label="train")
+    loss_ax.plot(epochs, [r["val_loss"] for r in rows], "o-", label="val")
+    loss_ax.set(xlabel="epoch", ylabel="loss", title="Loss")
+    acc_ax.plot(epochs, [r["train_acc"] for r in rows], "o-", label="train top-1")
+    acc_ax.plot(epochs, [r["val_top1"] for r in rows], "o-", label="val top-1")
+    acc_ax.plot(epochs, [r["val_top5"] for r in rows], "o--", label="val top-5")
+    acc_ax.set(xlabel="epoch", ylabel="accuracy", title="Accuracy", ylim=(0, 1.02))
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    _save(fig, path)
+
+
+def plot_confusion(path: Path, confusion: list[list[int]], labels: list[str], title: str) -> None:
+    """Confusion matrix, rows normalized to recall (colour), with counts in the cells."""
+    import numpy as np
+
+    counts = np.asarray(confusion, dtype=np.int64)
+    n = len(labels)
+    totals = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+    side = min(20.0, max(4.0, 0.45 * n + 2.5))
+    fig = _figure(side + 1, side)
+    ax = fig.subplots()
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, label="share of the true class")
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    if n <= _MAX_TICK_LABELS:
+        ax.set_xticks(range(n), labels, rotation=90 if n > 8 else 0)
+        ax.set_yticks(range(n), labels)
+    if n <= _MAX_ANNOTATED_CLASSES:
+        for i in range(n):
+            for j in range(n):
+                if counts[i, j]:
+                    color = "white" if share[i, j] > 0.5 else "black"
+                    ax.text(j, i, str(counts[i, j]), ha="center", va="center", color=color, fontsize=8)
+    _save(fig, path)
