@@ -31,6 +31,10 @@ def open_model(model: str, weights: str | None = None, backend: str | None = Non
     if kind == "onnx":
         from visiontool.backends.onnx_backend import open_onnx
 
+        if Path(model).suffix.lower() != ".onnx":  # a registry model or checkpoint: export it once
+            from visiontool.export.cache import cached_onnx
+
+            model, weights = str(cached_onnx(model, weights, offline=offline, quiet=quiet)), None
         return open_onnx(model, weights=weights, device=device, offline=offline, quiet=quiet)
     from visiontool.backends.torch_backend import TorchBackend
     from visiontool.models.loader import load_model

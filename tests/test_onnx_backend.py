@@ -1,0 +1,114 @@
+"""The onnx backend: an exported file alone reproduces PyTorch's rows, without importing torch;
+`--backend onnx` exports a registry model or checkpoint to the cache once, announced."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from test_export import LABELS, write_checkpoint, write_images
+from visiontool.cli.app import app
+
+runner = CliRunner()
+
+# Runs the CLI in a fresh interpreter, then fails if torch or torchvision was imported.
+NO_TORCH = """
+import sys
+from visiontool.cli.app import main
+sys.argv = ["visiontool", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as exit:
+    code = exit.code or 0
+else:
+    code = 0
+loaded = sorted(m for m in ("torch", "torchvision", "cv2") if m in sys.modules)
+print("IMPORTED:" + ",".join(loaded), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("onnx_backend")
+    ckpt = write_checkpoint(root / "shapes.safetensors", seed=3)
+    images = write_images(root / "images", 5, seed=7)
+    onnx_file = root / "shapes.onnx"
+    result = runner.invoke(app, ["export", str(ckpt), "-o", str(onnx_file), "-q"])
+    assert result.exit_code == 0, result.output
+    return ckpt, images, onnx_file
+
+
+def _rows(args, env=None) -> list[dict]:
+    result = runner.invoke(app, ["classify", *args, "--top-k", "4", "-q"], env=env)
+    assert result.exit_code == 0, result.output
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def _run_no_torch(args, env=None):
+    return subprocess.run([sys.executable, "-c", NO_TORCH, *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=120)
+
+
+def _same_rows(a: list[dict], b: list[dict]) -> None:
+    assert [r["path"] for r in a] == [r["path"] for r in b] and len(a) == 5
+    for x, y in zip(a, b):
+        assert [t["label"] for t in x["top"]] == [t["label"] for t in y["top"]]
+        assert max(abs(s["score"] - t["score"]) for s, t in zip(x["top"], y["top"])) <= 1e-4
+
+
+def test_onnx_file_reproduces_torch_rows(setup):
+    ckpt, images, onnx_file = setup
+    torch_rows = _rows([str(images), "--model", str(ckpt), "--backend", "torch"])
+    onnx_rows = _rows([str(images), "--model", str(onnx_file)])
+    _same_rows(torch_rows, onnx_rows)
+    assert {t["label"] for r in onnx_rows for t in r["top"]} == set(LABELS)
+
+
+def test_onnx_path_imports_no_torch(setup):
+    _, images, onnx_file = setup
+    one = sorted(images.iterdir())[0]
+    done = _run_no_torch(["classify", str(one), "--model", str(onnx_file), "-q"])
+    assert done.returncode == 0, done.stderr
+    assert "IMPORTED:\n" in done.stderr + "\n"  # nothing from the list was imported
+    row = json.loads(done.stdout)
+    assert row["path"] == str(one) and row["top"][0]["label"] in LABELS and row["error"] is None
+
+
+def test_backend_onnx_exports_to_cache_once(setup, tmp_path):
+    ckpt, images, _ = setup
+    env = {"VISIONTOOL_CACHE": str(tmp_path)}
+    first = runner.invoke(app, ["classify", str(images), "--model", str(ckpt), "--backend", "onnx", "-q"], env=env)
+    assert first.exit_code == 0, first.output
+    assert "onnx backend: exporting" in first.stderr  # announced even with --quiet
+    cached = list((tmp_path / "onnx").glob("*.onnx"))
+    assert len(cached) == 1 and cached[0].name.startswith("shapes-DEFAULT-fp32-")
+    _same_rows(_rows([str(images), "--model", str(ckpt), "--backend", "torch"]),
+               [json.loads(line) for line in first.stdout.splitlines()])
+
+    # Second run: the cached file is used, nothing is exported, and torch stays out.
+    again = _run_no_torch(["classify", str(images), "--model", str(ckpt), "--backend", "onnx", "-q"], env)
+    assert again.returncode == 0, again.stderr
+    assert "exporting" not in again.stderr and "IMPORTED:\n" in again.stderr + "\n"
+    assert len(again.stdout.splitlines()) == 5
+
+
+def test_onnx_file_errors(setup, tmp_path):
+    _, images, onnx_file = setup
+    result = runner.invoke(app, ["classify", str(images), "--model", str(onnx_file), "--weights", "x.pth"])
+    assert result.exit_code == 2 and "--weights does not apply to an .onnx file" in result.stderr
+    result = runner.invoke(app, ["classify", str(images), "--model", str(onnx_file), "--backend", "torch"])
+    assert result.exit_code == 2 and "it is an ONNX file" in result.stderr
+
+    import onnx
+
+    bare = onnx.load(str(onnx_file))
+    del bare.metadata_props[:]  # an .onnx file from elsewhere: no labels, no preprocessing
+    onnx.save(bare, str(tmp_path / "bare.onnx"))
+    result = runner.invoke(app, ["classify", str(images), "--model", str(tmp_path / "bare.onnx")])
+    assert result.exit_code == 1 and "was not written by `visiontool export`" in result.stderr
