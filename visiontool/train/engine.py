@@ -165,7 +165,7 @@ def _fit(cfg, dist, device, resume_dir, on_epoch_end, resume_command) -> TrainRe
     else:
         say.line(f"resuming {run_dir} after epoch {state.epoch}")
 
-    meta = _meta_base(cfg, arch, arch_kwargs, classes, eval_pp)
+    meta = _meta_base(cfg, arch, arch_kwargs, classes, eval_pp, dist.world)
     augmenter = Augmenter(cfg.augment, eval_pp.crop)
     normalize = _Normalize(eval_pp, device)
     autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if use_amp else nullcontext
@@ -430,7 +430,7 @@ def _prepare_run_dir(cfg: TrainConfig, resume_dir: Path | None, resume_command: 
     return run_dir
 
 
-def _meta_base(cfg, arch, arch_kwargs, classes, eval_pp) -> dict:
+def _meta_base(cfg, arch, arch_kwargs, classes, eval_pp, processes: int) -> dict:
     return {
         "arch": arch,
         "task": "classify",
@@ -438,7 +438,7 @@ def _meta_base(cfg, arch, arch_kwargs, classes, eval_pp) -> dict:
         "labels": list(classes),
         "preprocess": eval_pp.to_dict(),
         "arch_kwargs": arch_kwargs,
-        "train": {"command": cfg.command, "options": cfg.to_dict()},
+        "train": {"command": cfg.command, "options": cfg.to_dict(), "processes": processes},
     }
 
 
