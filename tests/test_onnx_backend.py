@@ -35,13 +35,16 @@ sys.exit(code)
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
+    """A checkpoint, images, and the checkpoint's ONNX copy made by `--backend onnx` on first use."""
     root = tmp_path_factory.mktemp("onnx_backend")
     ckpt = write_checkpoint(root / "shapes.safetensors", seed=3)
     images = write_images(root / "images", 5, seed=7)
-    onnx_file = root / "shapes.onnx"
-    result = runner.invoke(app, ["export", str(ckpt), "-o", str(onnx_file), "-q"])
-    assert result.exit_code == 0, result.output
-    return ckpt, images, onnx_file
+    env = {"VISIONTOOL_CACHE": str(root / "cache")}
+    first = runner.invoke(app, ["classify", str(images), "--model", str(ckpt), "--backend", "onnx", "-q"], env=env)
+    assert first.exit_code == 0, first.output
+    cached = list((root / "cache" / "onnx").glob("*.onnx"))
+    assert len(cached) == 1, cached
+    return ckpt, images, cached[0], first, env
 
 
 def _rows(args, env=None) -> list[dict]:
@@ -63,7 +66,7 @@ def _same_rows(a: list[dict], b: list[dict]) -> None:
 
 
 def test_onnx_file_reproduces_torch_rows(setup):
-    ckpt, images, onnx_file = setup
+    ckpt, images, onnx_file, *_ = setup
     torch_rows = _rows([str(images), "--model", str(ckpt), "--backend", "torch"])
     onnx_rows = _rows([str(images), "--model", str(onnx_file)])
     _same_rows(torch_rows, onnx_rows)
@@ -71,7 +74,7 @@ def test_onnx_file_reproduces_torch_rows(setup):
 
 
 def test_onnx_path_imports_no_torch(setup):
-    _, images, onnx_file = setup
+    _, images, onnx_file, *_ = setup
     one = sorted(images.iterdir())[0]
     done = _run_no_torch(["classify", str(one), "--model", str(onnx_file), "-q"])
     assert done.returncode == 0, done.stderr
@@ -80,14 +83,10 @@ def test_onnx_path_imports_no_torch(setup):
     assert row["path"] == str(one) and row["top"][0]["label"] in LABELS and row["error"] is None
 
 
-def test_backend_onnx_exports_to_cache_once(setup, tmp_path):
-    ckpt, images, _ = setup
-    env = {"VISIONTOOL_CACHE": str(tmp_path)}
-    first = runner.invoke(app, ["classify", str(images), "--model", str(ckpt), "--backend", "onnx", "-q"], env=env)
-    assert first.exit_code == 0, first.output
-    assert "onnx backend: exporting" in first.stderr  # announced even with --quiet
-    cached = list((tmp_path / "onnx").glob("*.onnx"))
-    assert len(cached) == 1 and cached[0].name.startswith("shapes-DEFAULT-fp32-")
+def test_backend_onnx_exports_to_cache_once(setup):
+    ckpt, images, cached, first, env = setup
+    assert "onnx backend: exporting" in first.stderr and str(cached) in first.stderr  # even with -q
+    assert cached.name.startswith("shapes-DEFAULT-fp32-")
     _same_rows(_rows([str(images), "--model", str(ckpt), "--backend", "torch"]),
                [json.loads(line) for line in first.stdout.splitlines()])
 
@@ -95,11 +94,11 @@ def test_backend_onnx_exports_to_cache_once(setup, tmp_path):
     again = _run_no_torch(["classify", str(images), "--model", str(ckpt), "--backend", "onnx", "-q"], env)
     assert again.returncode == 0, again.stderr
     assert "exporting" not in again.stderr and "IMPORTED:\n" in again.stderr + "\n"
-    assert len(again.stdout.splitlines()) == 5
+    assert [json.loads(line) for line in again.stdout.splitlines()] == [json.loads(line) for line in first.stdout.splitlines()]
 
 
 def test_onnx_file_errors(setup, tmp_path):
-    _, images, onnx_file = setup
+    _, images, onnx_file, *_ = setup
     result = runner.invoke(app, ["classify", str(images), "--model", str(onnx_file), "--weights", "x.pth"])
     assert result.exit_code == 2 and "--weights does not apply to an .onnx file" in result.stderr
     result = runner.invoke(app, ["classify", str(images), "--model", str(onnx_file), "--backend", "torch"])

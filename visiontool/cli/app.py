@@ -37,12 +37,13 @@ def _root(
 def _register() -> None:
     # Each module defines its command with Typer's public API; none imports torch at import.
     # One line per command, in the order `--help` lists them.
-    from visiontool.cli import classify, export, models, train, val, weights
+    from visiontool.cli import benchmark, classify, export, models, train, val, weights
 
     app.command("classify")(command(classify.classify))
     app.command("models")(command(models.models))
     app.add_typer(weights.app, name="weights")
     app.command("export")(command(export.export))
+    app.command("benchmark")(command(benchmark.benchmark))
     app.command("train")(command(train.train))
     app.command("val")(command(val.val))
 

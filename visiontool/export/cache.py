@@ -39,11 +39,11 @@ def cached_path(model: str, weights: str | None, variant: str = "fp32") -> Path:
 
 
 def cached_onnx(model: str, weights: str | None = None, offline: bool = False, quiet: bool = False,
-                variant: str = "fp32") -> Path:
-    """The cached export of `model` ("fp32", "fp16" or "int8-dynamic"), exported and verified on
-    first use. fp16/int8 copies report their top-1 agreement but are kept whatever it is: they
-    are made for speed measurements, not chosen by the user."""
-    path = cached_path(model, weights, variant)
+                variant: str = "fp32", image_size: int | None = None) -> Path:
+    """The cached export of `model` ("fp32", "fp16" or "int8-dynamic"; at `image_size`, default
+    the model's own), exported and verified on first use. fp16/int8 copies are kept whatever
+    their top-1 agreement: they are made for speed measurements, not chosen by the user."""
+    path = cached_path(model, weights, variant + (f"-{image_size}px" if image_size else ""))
     if path.is_file():
         return path
     from visiontool import progress
@@ -51,7 +51,7 @@ def cached_onnx(model: str, weights: str | None = None, offline: bool = False, q
 
     # Never silent, even with --quiet: a file of this size appears in the user's cache.
     progress.info(f"onnx backend: exporting {model} to {path} (once; later runs reuse it)")
-    export(ExportOptions(model=model, weights=weights, output=str(path), half=variant == "fp16",
+    export(ExportOptions(model=model, weights=weights, output=str(path), image_size=image_size, half=variant == "fp16",
                          int8=variant == "int8-dynamic", offline=offline, quiet=quiet, min_agreement=0.0))
     return path
 
