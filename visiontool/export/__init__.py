@@ -129,7 +129,8 @@ def export(o: ExportOptions, log: Callable[[str], None] = lambda message: None) 
         notes.append(f"int8 static (QDQ, per-channel) calibrated on {len(real)} images from {o.calibration}")
     elif o.int8:
         model = transform.to_int8_dynamic(model)
-        notes.append("int8 dynamic: weights int8, activations quantized at run time")
+        notes.append("int8 dynamic: weights int8, activations quantized at run time (small file; on CPU "
+                     "its convolutions can run slower than fp32: for speed, calibrate with --calibration DIR)")
     elif o.half:
         model = transform.to_fp16(model)
         notes.append("fp16 weights and input: meant for GPU providers (CPU runs it through casts)")
