@@ -125,7 +125,7 @@ def export(o: ExportOptions, log: Callable[[str], None] = lambda message: None) 
     if o.int8 and o.calibration:
         real = transform.decoded(transform.calibration_paths(o.calibration), p)
         model = transform.to_int8_static(model, real, graph.INPUT_NAME, o.batch)
-        arrays += real[: verify.SYNTHETIC_IMAGES]
+        arrays += transform.spread(real, verify.SYNTHETIC_IMAGES)
         notes.append(f"int8 static (QDQ, per-channel) calibrated on {len(real)} images from {o.calibration}")
     elif o.int8:
         model = transform.to_int8_dynamic(model)

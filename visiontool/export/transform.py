@@ -79,7 +79,14 @@ def calibration_paths(folder: str) -> list[str]:
 
     if not Path(folder).is_dir():
         raise UsageError(f"--calibration {folder}: not a folder of images")
-    return expand([folder], recursive=True)[:CALIBRATION_MAX_IMAGES]
+    return spread(expand([folder], recursive=True), CALIBRATION_MAX_IMAGES)
+
+
+def spread(items: list, n: int) -> list:
+    """At most n items evenly spaced over the list: a sorted class folder gives every class a say."""
+    if len(items) <= n:
+        return list(items)
+    return [items[i * len(items) // n] for i in range(n)]
 
 
 def decoded(paths: list[str], prep: Preprocess) -> list[np.ndarray]:
