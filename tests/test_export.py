@@ -198,3 +198,14 @@ def test_simplify_without_onnxslim_is_a_clear_error(ckpt, tmp_path, monkeypatch)
     result = runner.invoke(app, ["export", str(ckpt), "--simplify", "-o", str(tmp_path / "s.onnx")])
     assert result.exit_code == 2 and "--simplify needs onnxslim" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_old_opset_falls_back_to_torchscript_and_says_so(ckpt, tmp_path):
+    out = tmp_path / "o13.onnx"
+    result = runner.invoke(app, ["export", str(ckpt), "--opset", "13", "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["exporter"] == "torchscript" and report["opset"] == 13
+    assert "cannot write opset 13" in report["fallback_reason"]
+    assert "with the torchscript exporter (torch.export failed:" in result.stderr
+    assert _meta(out)["exporter"] == "torchscript" and report["verification"]["passed"]

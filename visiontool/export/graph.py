@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import re
 import sys
@@ -68,7 +69,10 @@ def _dynamo(module, example, batch, dynamic_size, opset) -> onnx.ModelProto:
             module, (example,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME], dynamic_shapes=(axes,) if axes else None, verbose=False,
         )
-    return program.model_proto
+    model = program.model_proto
+    if opset is not None and opset_of(model) != opset:  # it could not convert down; TorchScript can
+        raise ExportError(f"the torch.export-based exporter cannot write opset {opset} (it wrote {opset_of(model)})")
+    return model
 
 
 def _torchscript(module, example, batch, dynamic_size, opset) -> onnx.ModelProto:
@@ -98,8 +102,10 @@ def _quiet():
         with open(os.devnull, "w") as null, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             os.dup2(null.fileno(), 1)
             warnings.simplefilter("ignore")
+            logging.disable(logging.WARNING)  # version-conversion tracebacks logged by the exporter
             yield
     finally:
+        logging.disable(logging.NOTSET)
         os.dup2(saved, 1)
         os.close(saved)
 
