@@ -124,3 +124,36 @@ def test_accumulator_topk_confusion_and_per_class():
     assert s.confusion[1][2] == 1 and s.confusion[2][1] == 1 and sum(map(sum, s.confusion)) == 4
     d = s.to_dict()
     assert d["per_class"][0] == {"label": "a", "images": 1, "accuracy": 1.0}
+
+
+def test_default_learning_rates_and_evaluation_preprocessing():
+    from visiontool.preprocess import Preprocess
+    from visiontool.train.config import TrainConfig
+    from visiontool.train.engine import eval_preprocess
+
+    def lr(**kw):
+        return TrainConfig(data="d", model="m", **kw).resolve().lr
+
+    assert lr() == pytest.approx(5e-3)
+    assert lr(batch_size=16) == pytest.approx(5e-3 * 0.5)  # adaptive: sqrt of the batch ratio
+    assert lr(optimizer="sgd", batch_size=256) == pytest.approx(0.2)  # sgd: linear
+    assert lr(pretrained=True) == pytest.approx(1e-3)
+    assert lr(lr=0.3) == 0.3
+    imagenet = Preprocess(crop=224, resize=256)
+    assert eval_preprocess(imagenet, None, keep_margin=True) == imagenet
+    assert (eval_preprocess(imagenet, 64, keep_margin=True).resize, eval_preprocess(imagenet, 64, True).crop) == (73, 64)
+    scratch = eval_preprocess(imagenet, 64, keep_margin=False)
+    assert (scratch.crop, scratch.resize, scratch.mean) == (64, 64, imagenet.mean)
+
+
+def test_slow_batchnorm_momenta_are_raised_for_short_runs():
+    from visiontool.models import registry
+    from visiontool.train.engine import _settle_batchnorm
+
+    model = registry.build("mobilenet_v3_small", 3)  # ships BN momentum 0.01
+    _settle_batchnorm(model, steps_per_epoch=14)
+    momenta = {m.momentum for m in model.modules() if isinstance(m, nn.BatchNorm2d)}
+    assert momenta == {0.1}
+    model = registry.build("mobilenet_v3_small", 3)
+    _settle_batchnorm(model, steps_per_epoch=1000)  # long epochs: 0.01 settles in time, kept
+    assert {m.momentum for m in model.modules() if isinstance(m, nn.BatchNorm2d)} == {0.01}

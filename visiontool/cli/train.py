@@ -23,9 +23,14 @@ from typing import Annotated, Optional
 import typer
 
 from visiontool.cli import options as opt
-from visiontool.train.config import AUGMENTS, OPTIMIZERS, SCHEDULERS, TrainConfig
+from visiontool.train.config import (AUGMENTS, DEFAULT_LR, DEFAULT_WD, OPTIMIZERS, PRETRAINED_LR_SHARE,
+                                     SCHEDULERS, TrainConfig)
 
-_D = TrainConfig()  # defaults live in one place: the config dataclass
+_D = TrainConfig()  # defaults live in one place: the config module
+
+
+def _lr_defaults() -> str:
+    return ", ".join(f"{v:g} {k}" for k, v in DEFAULT_LR.items())
 
 
 def train(
@@ -37,10 +42,10 @@ def train(
     batch_size: Annotated[int, typer.Option(min=1, help="GLOBAL batch size: under torchrun it is split evenly over the processes, so results match one process.")] = _D.batch_size,
     image_size: Annotated[Optional[int], typer.Option(help="Side of the square the model sees (default: the model's own, 224 for torchvision models, 32 for lenet5).", show_default=False)] = None,
     optimizer: Annotated[str, typer.Option(help=f"One of {', '.join(OPTIMIZERS)}.")] = _D.optimizer,
-    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (default: 0.002 for adam/adamw, 0.05 for sgd, 0.001 for rmsprop, at batch 64, scaled with the batch).", show_default=False)] = None,
+    lr: Annotated[Optional[float], typer.Option(help=f"Peak learning rate (default at batch 64: {_lr_defaults()}; x batch/64 for sgd, x sqrt(batch/64) for the others; x{PRETRAINED_LR_SHARE} with --pretrained).", show_default=False)] = None,
     momentum: Annotated[float, typer.Option(help="Momentum for sgd and rmsprop.")] = _D.momentum,
     nesterov: Annotated[bool, typer.Option(help="Nesterov momentum (sgd).")] = _D.nesterov,
-    weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay (default: 0.05 adamw, 5e-4 sgd, 0 adam); never applied to norm layers and biases.", show_default=False)] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help=f"Weight decay (default: {', '.join(f'{v:g} {k}' for k, v in DEFAULT_WD.items())}); never applied to norm layers and biases.", show_default=False)] = None,
     scheduler: Annotated[str, typer.Option(help=f"Learning-rate schedule after warm-up, per iteration: {', '.join(SCHEDULERS)} (step: x0.1 at 50% and 75%).")] = _D.scheduler,
     warmup_epochs: Annotated[float, typer.Option(min=0, help="Linear warm-up length in epochs.")] = _D.warmup_epochs,
     label_smoothing: Annotated[float, typer.Option(min=0, max=0.99, help="Cross-entropy label smoothing.")] = _D.label_smoothing,

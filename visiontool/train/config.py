@@ -16,11 +16,13 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULERS = ("cosine", "step", "none")
 AUGMENTS = ("none", "light", "randaugment", "trivialaugment")
 
-# Learning rate and weight decay when not given, per optimizer, for a global batch of 64.
-# The learning rate scales linearly with the batch size (Goyal et al., 2017).
-_DEFAULT_LR = {"sgd": 0.05, "adam": 2e-3, "adamw": 2e-3, "rmsprop": 1e-3}
-_DEFAULT_WD = {"sgd": 5e-4, "adam": 0.0, "adamw": 0.05, "rmsprop": 1e-5}
-_REFERENCE_BATCH = 64
+# Learning rate and weight decay when not given, per optimizer, for a global batch of 64 and
+# training from scratch. SGD's rate scales linearly with the batch (Goyal et al., 2017), the
+# adaptive optimizers' with its square root; fine-tuning pretrained weights uses a fifth.
+DEFAULT_LR = {"sgd": 0.05, "adam": 5e-3, "adamw": 5e-3, "rmsprop": 1e-3}
+DEFAULT_WD = {"sgd": 5e-4, "adam": 0.0, "adamw": 0.05, "rmsprop": 1e-5}
+REFERENCE_BATCH = 64
+PRETRAINED_LR_SHARE = 0.2
 
 # Options that may be changed when a run is resumed; the rest define the run.
 RESUME_OVERRIDES = ("epochs", "patience", "device", "workers", "quiet")
@@ -74,12 +76,10 @@ class TrainConfig:
             raise UsageError("--label-smoothing must be in [0, 1)")
         if self.warmup_epochs < 0 or self.patience < 0:
             raise UsageError("--warmup-epochs and --patience cannot be negative")
-        lr = self.lr
-        if lr is None:
-            lr = _DEFAULT_LR[self.optimizer] * self.batch_size / _REFERENCE_BATCH
+        lr = self.lr if self.lr is not None else default_lr(self.optimizer, self.batch_size, self.pretrained)
         if lr <= 0:
             raise UsageError("--lr must be positive")
-        wd = _DEFAULT_WD[self.optimizer] if self.weight_decay is None else self.weight_decay
+        wd = DEFAULT_WD[self.optimizer] if self.weight_decay is None else self.weight_decay
         if wd < 0:
             raise UsageError("--weight-decay cannot be negative")
         return replace(self, lr=lr, weight_decay=wd)
@@ -101,6 +101,12 @@ class TrainConfig:
     @classmethod
     def load(cls, path: Path) -> "TrainConfig":
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def default_lr(optimizer: str, batch_size: int, pretrained: bool) -> float:
+    ratio = batch_size / REFERENCE_BATCH
+    lr = DEFAULT_LR[optimizer] * (ratio if optimizer == "sgd" else ratio**0.5)
+    return lr * (PRETRAINED_LR_SHARE if pretrained else 1.0)
 
 
 def _choice(option: str, value: str, allowed: tuple[str, ...]) -> None:

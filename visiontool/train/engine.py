@@ -106,7 +106,7 @@ def _fit(cfg, dist, device, resume_dir, on_epoch_end, resume_command) -> TrainRe
     classes = dataset.classes
     torch.manual_seed(cfg.seed)  # weights init: identical on every rank and every rerun
     module, arch, arch_kwargs, base_pp = _make_model(cfg, len(classes))
-    eval_pp = eval_preprocess(base_pp, cfg.image_size)
+    eval_pp = eval_preprocess(base_pp, cfg.image_size, keep_margin=cfg.pretrained)
     train_pp = eval_pp if cfg.augment == "none" else folder_data.train_cache_preprocess(eval_pp)
     total = len(dataset.train.files) + len(dataset.val.files)
     with say.bar(f"decoding {total} images", total) as advance:
@@ -136,6 +136,7 @@ def _fit(cfg, dist, device, resume_dir, on_epoch_end, resume_command) -> TrainRe
 
     # --- model, optimizer, schedule, mixed precision
     module = module.to(device).to(memory_format=torch.channels_last)
+    _settle_batchnorm(module, steps)
     if dist.enabled and device.type == "cuda":
         module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
     optimizer = build_optimizer(module, cfg.optimizer, cfg.lr, cfg.momentum, cfg.nesterov, cfg.weight_decay)
@@ -343,13 +344,34 @@ def _make_model(cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, str, dic
     return module, spec.arch, dict(spec.arch_kwargs), spec.preprocess
 
 
-def eval_preprocess(base: Preprocess, image_size: int | None) -> Preprocess:
-    """The model's preprocessing at `image_size`: the resize keeps the model's own resize/crop
-    ratio (256/224 for ImageNet weights; none for LeNet-5, whose digits fill the frame)."""
-    if image_size is None or image_size == base.crop:
-        return base
-    resize = round(image_size * base.resize / base.crop)
-    return replace(base, crop=image_size, resize=max(resize, image_size))
+def _settle_batchnorm(module: nn.Module, steps_per_epoch: int) -> None:
+    """Let batch-norm running statistics catch up within an epoch.
+
+    Some architectures ship ImageNet-recipe momenta (MobileNetV3 0.01, MNASNet 0.0003) meant
+    for hundreds of thousands of steps; after one epoch of a small dataset their running
+    statistics would still be the initial 0/1 and every evaluation would be at chance. A floor
+    of about two updates per epoch (at most PyTorch's default 0.1) fixes that and leaves the
+    usual momenta of long runs alone. Training-time only: nothing in the weights changes.
+    """
+    floor = min(0.1, 2.0 / max(1, steps_per_epoch))
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.momentum is not None and m.momentum < floor:
+            m.momentum = floor
+
+
+def eval_preprocess(base: Preprocess, image_size: int | None, keep_margin: bool) -> Preprocess:
+    """How checkpoints see images: the architecture's normalization at `image_size`.
+
+    Pretrained weights keep their own resize/crop ratio (256/224 for torchvision's), which
+    their features were tuned to. A model trained from scratch sees the whole centred square
+    (resize == crop): with random resized crops for training, a center-crop margin at test time
+    only throws away a quarter of each image (on 64 px textures it cost about a point).
+    """
+    size = image_size or base.crop
+    if keep_margin:
+        resize = base.resize if size == base.crop else round(size * base.resize / base.crop)
+        return replace(base, crop=size, resize=max(resize, size))
+    return replace(base, crop=size, resize=size)
 
 
 def _shard(split: folder_data.Split, dist: distributed.Dist) -> folder_data.Split:
@@ -448,8 +470,8 @@ def _save_epoch(run_dir, module, optimizer, scheduler, scaler, state, meta, row,
     weights = {k: v.detach().cpu() for k, v in module.state_dict().items()}
     meta = {**meta, "train": {**meta["train"], "metrics": {k: row[k] for k in row if k != "seconds"}}}
     checkpoint.save(run_dir / LAST_FILE, weights, meta)
-    if improved:
-        checkpoint.save(run_dir / BEST_FILE, weights, meta)
+    if improved:  # the same bytes: a second name for last's file (it is replaced, not rewritten)
+        _link_or_copy(run_dir / LAST_FILE, run_dir / BEST_FILE)
     payload = {
         "model": module.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -457,9 +479,25 @@ def _save_epoch(run_dir, module, optimizer, scheduler, scaler, state, meta, row,
         "scaler": scaler.state_dict(),
         **state.__dict__,
     }
-    with atomic_write(run_dir / STATE_FILE) as tmp:
-        torch.save(payload, tmp)
+    crc = torch.serialization.get_crc32_options()
+    torch.serialization.set_crc32_options(False)  # checksumming 3x the model per epoch costs seconds
+    try:
+        with atomic_write(run_dir / STATE_FILE) as tmp:
+            torch.save(payload, tmp)
+    finally:
+        torch.serialization.set_crc32_options(crc)
     report.write_results(run_dir / "results.csv", state.rows)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    import shutil
+
+    with atomic_write(dst) as tmp:
+        tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError:  # a filesystem without hard links
+            shutil.copyfile(src, tmp)
 
 
 def _load_state(path: Path, module, optimizer, scheduler, scaler) -> _State:
