@@ -158,6 +158,11 @@ def test_bad_options_are_usage_errors(tmp_path):
     assert result.stderr.strip() == "error: lenet5 has no pretrained weights: drop --pretrained to train it from scratch"
     result = invoke("train", str(data))
     assert result.stderr.strip().startswith("error: missing --model")
+    result = invoke("train", str(data), "--model", "lenet5", "--image-size", "28", "--out", str(tmp_path / "r"), "-q")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: lenet5 cannot take 28x28 inputs (")
+    assert result.stderr.strip().endswith("): choose another --image-size")
+    assert not (tmp_path / "r").exists()
 
 
 def test_split_patience_amp_and_policies(tmp_path):

@@ -109,7 +109,8 @@ def _fit(cfg, dist, device, resume_dir, on_epoch_end, resume_command) -> TrainRe
     eval_pp = eval_preprocess(base_pp, cfg.image_size, keep_margin=cfg.pretrained)
     train_pp = eval_pp if cfg.augment == "none" else folder_data.train_cache_preprocess(eval_pp)
     total = len(dataset.train.files) + len(dataset.val.files)
-    with say.bar(f"decoding {total} images", total) as advance:
+    mine = len(_shard(dataset.train, dist).files) + len(_shard(dataset.val, dist).files)  # rank 0's share
+    with say.bar(f"decoding {total} images", mine) as advance:
         train_set = _decode_shared(dataset.train, train_pp, workers, dist, advance)
         val_set = folder_data.decode_split(_shard(dataset.val, dist), eval_pp, workers, advance)
     skipped = dataset.unreadable + sum(distributed.all_gather(dist, train_set.skipped + val_set.skipped), [])
@@ -136,6 +137,7 @@ def _fit(cfg, dist, device, resume_dir, on_epoch_end, resume_command) -> TrainRe
 
     # --- model, optimizer, schedule, mixed precision
     module = module.to(device).to(memory_format=torch.channels_last)
+    _check_input_size(module, arch, eval_pp, device)
     _settle_batchnorm(module, steps)
     if dist.enabled and device.type == "cuda":
         module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
@@ -342,6 +344,21 @@ def _make_model(cfg: TrainConfig, num_classes: int) -> tuple[nn.Module, str, dic
         raise UsageError(f"{spec.name} is a {spec.task} model; `train` fits classifiers")
     module = registry.build(spec.arch, num_classes, **spec.arch_kwargs)
     return module, spec.arch, dict(spec.arch_kwargs), spec.preprocess
+
+
+def _check_input_size(module: nn.Module, arch: str, pp: Preprocess, device) -> None:
+    """One dry forward pass, so an input size the architecture cannot take is a clear usage
+    error now rather than a shape error in the middle of the first epoch."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            module(torch.zeros(1, pp.channels, pp.crop, pp.crop, device=device))
+    except RuntimeError as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UsageError(f"{arch} cannot take {pp.crop}x{pp.crop} inputs ({reason}): choose another --image-size") from None
+    finally:
+        module.train(was_training)
 
 
 def _settle_batchnorm(module: nn.Module, steps_per_epoch: int) -> None:

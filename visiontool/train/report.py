@@ -61,7 +61,7 @@ def plot_curves(path: Path, rows: list[dict]) -> None:
     epochs = [r["epoch"] for r in rows]
     loss_ax.plot(epochs, [r["train_loss"] for r in rows], "o-", label="train")
     loss_ax.plot(epochs, [r["val_loss"] for r in rows], "o-", label="val")
-    loss_ax.set(xlabel="epoch", ylabel="loss", title="Loss")
+    loss_ax.set(xlabel="epoch", ylabel="loss (log scale)", title="Loss", yscale="log")  # early val spikes
     acc_ax.plot(epochs, [r["train_acc"] for r in rows], "o-", label="train top-1")
     acc_ax.plot(epochs, [r["val_top1"] for r in rows], "o-", label="val top-1")
     acc_ax.plot(epochs, [r["val_top5"] for r in rows], "o--", label="val top-5")
