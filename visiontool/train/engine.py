@@ -109,8 +109,8 @@ def _fit(cfg, dist, device, resume_dir, on_epoch_end, resume_command) -> TrainRe
     eval_pp = eval_preprocess(base_pp, cfg.image_size, keep_margin=cfg.pretrained)
     train_pp = eval_pp if cfg.augment == "none" else folder_data.train_cache_preprocess(eval_pp)
     total = len(dataset.train.files) + len(dataset.val.files)
-    mine = len(_shard(dataset.train, dist).files) + len(_shard(dataset.val, dist).files)  # rank 0's share
-    with say.bar(f"decoding {total} images", mine) as advance:
+    share = len(_shard(dataset.train, dist).files) + len(_shard(dataset.val, dist).files)  # rank 0 decodes these
+    with say.bar(f"decoding {total} images", share) as advance:
         train_set = _decode_shared(dataset.train, train_pp, workers, dist, advance)
         val_set = folder_data.decode_split(_shard(dataset.val, dist), eval_pp, workers, advance)
     skipped = dataset.unreadable + sum(distributed.all_gather(dist, train_set.skipped + val_set.skipped), [])
@@ -186,7 +186,7 @@ def _fit(cfg, dist, device, resume_dir, on_epoch_end, resume_command) -> TrainRe
             params = sample_params(steps * batch, gen)
 
             net.train()
-            sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, images
+            sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, correct (this rank)
             with say.bar(f"epoch {epoch + 1}/{cfg.epochs}", steps) as advance:
                 for step in range(steps):
                     mine = slice(step * batch + dist.rank * local_batch, step * batch + (dist.rank + 1) * local_batch)
@@ -202,11 +202,9 @@ def _fit(cfg, dist, device, resume_dir, on_epoch_end, resume_command) -> TrainRe
                     scaler.step(optimizer)
                     scaler.update()
                     scheduler.step()
-                    with torch.no_grad():
-                        sums += torch.stack(
-                            [loss.detach().double() * len(y), (logits.argmax(1) == y).sum().double(),
-                             torch.tensor(len(y), dtype=torch.float64, device=device)]
-                        )
+                    with torch.no_grad():  # summed on the device: no wait for it here
+                        sums[0] += loss.detach().double() * len(y)
+                        sums[1] += (logits.argmax(1) == y).sum()
                     if step % 10 == 9 or step == steps - 1:  # .item() waits for the device: not every step
                         advance(1, info=f"loss {loss.item():.3f}")
                     else:
@@ -215,7 +213,8 @@ def _fit(cfg, dist, device, resume_dir, on_epoch_end, resume_command) -> TrainRe
             distributed.broadcast_buffers_(dist, module)
             summary = evaluate(module, _batches(val_set, local_batch * 2), eval_pp, device, len(classes), classes,
                                criterion=criterion, amp_dtype=amp_dtype if use_amp else None, dist=dist)
-            loss_sum, correct, seen = sums.tolist()
+            loss_sum, correct = sums.tolist()
+            seen = steps * batch
             row = {
                 "epoch": epoch + 1,
                 "train_loss": loss_sum / seen,
