@@ -62,7 +62,7 @@ def test_learns_a_separable_dataset(run):
     assert max(float(r["val_top1"]) for r in rows) >= 0.9
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
     assert "warning: skipped 2 unreadable images" in result.stderr
-    assert f"best val top-1" in result.stderr and str(out / "best.safetensors") in result.stderr
+    assert "best val top-1" in result.stderr and str(out / "best.safetensors") in result.stderr
 
 
 def test_run_folder_has_every_file_with_the_right_columns(run):

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 from train_shapes import make_dataset, make_split, shape_image
 
 from visiontool.errors import DatasetError
