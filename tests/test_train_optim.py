@@ -93,6 +93,13 @@ def test_crop_flip_identity_mirror_and_determinism():
     assert (cx.abs() <= 1 - w + 1e-9).all() and (cy.abs() <= 1 - h + 1e-9).all()
     assert set(a[:, 4].tolist()) == {-1.0, 1.0}
 
+    # --no-flip and --crop-scale: no mirrored image, crops keep at least that share of the area,
+    # and the other draws (positions) are those of the default run with the same seed
+    c = sample_params(64, torch.Generator().manual_seed(1), crop_scale=0.8, flip=False)
+    assert set(c[:, 4].tolist()) == {1.0}
+    assert ((c[:, 0] * c[:, 1]) >= 0.8 * 0.74).all()
+    assert torch.equal(c[:, 5], a[:, 5])
+
 
 @pytest.mark.parametrize("kind", ["randaugment", "trivialaugment"])
 def test_policies_run_on_uint8_and_repeat_with_the_same_params(kind):

@@ -50,6 +50,8 @@ def train(
     warmup_epochs: Annotated[float, typer.Option(min=0, help="Linear warm-up length in epochs.")] = _D.warmup_epochs,
     label_smoothing: Annotated[float, typer.Option(min=0, max=0.99, help="Cross-entropy label smoothing.")] = _D.label_smoothing,
     augment: Annotated[str, typer.Option(help=f"Training augmentation: {', '.join(AUGMENTS)} (light: random resized crop and flip).")] = _D.augment,
+    crop_scale: Annotated[float, typer.Option(help="Smallest share of an image a random crop keeps (light, randaugment, trivialaugment); 1 keeps it whole.")] = _D.crop_scale,
+    flip: Annotated[bool, typer.Option(help="Random horizontal flips while augmenting (--no-flip for digits, text, ...).")] = _D.flip,
     amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision (default: on for CUDA with fp16, off on the CPU where --amp means bf16).", show_default=False)] = None,
     patience: Annotated[int, typer.Option(min=0, help="Stop after this many epochs without a better val top-1 (0: never).")] = _D.patience,
     seed: Annotated[int, typer.Option(help="Seed for weights, split, order and augmentation: same seed, same run.")] = _D.seed,
@@ -73,7 +75,8 @@ def train(
         data=str(data) if data is not None else "", model=model or "", pretrained=pretrained, epochs=epochs,
         batch_size=batch_size, image_size=image_size, optimizer=optimizer, lr=lr, momentum=momentum,
         nesterov=nesterov, weight_decay=weight_decay, scheduler=scheduler, warmup_epochs=warmup_epochs,
-        label_smoothing=label_smoothing, augment=augment, amp=amp, patience=patience, seed=seed,
+        label_smoothing=label_smoothing, augment=augment, crop_scale=crop_scale, flip=flip, amp=amp,
+        patience=patience, seed=seed,
         val_fraction=val_fraction, device=device, workers=workers, out=str(out) if out is not None else None,
         quiet=quiet, command=command,
     )

@@ -14,22 +14,23 @@ import math
 import torch
 import torch.nn.functional as F
 
-CROP_SCALE = (0.25, 1.0)  # share of the cached square a random crop covers
+MAX_CROP_SCALE = 1.0  # a random crop covers between --crop-scale and all of the cached square
 CROP_RATIO = (3 / 4, 4 / 3)  # aspect ratio range of the crop
 
 
-def sample_params(n: int, generator: torch.Generator) -> torch.Tensor:
+def sample_params(n: int, generator: torch.Generator, crop_scale: float = 0.25, flip: bool = True) -> torch.Tensor:
     """(n, 6) per-image randomness: crop width, height, center x, center y (normalized
     coordinates), flip sign, and a seed for the per-image policy."""
     u = torch.rand(n, 5, generator=generator, dtype=torch.float64)
-    area = CROP_SCALE[0] + (CROP_SCALE[1] - CROP_SCALE[0]) * u[:, 0]
+    # All five numbers are drawn whatever the options, so a run's other draws stay the same.
+    area = crop_scale + (MAX_CROP_SCALE - crop_scale) * u[:, 0]
     log_lo, log_hi = math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1])
     ratio = torch.exp(log_lo + (log_hi - log_lo) * u[:, 1])
     w = torch.sqrt(area * ratio).clamp(max=1.0)
     h = torch.sqrt(area / ratio).clamp(max=1.0)
     cx = (2 * u[:, 2] - 1) * (1 - w)
     cy = (2 * u[:, 3] - 1) * (1 - h)
-    flip = torch.where(u[:, 4] < 0.5, -1.0, 1.0).double()
+    flip = torch.where((u[:, 4] < 0.5) & flip, -1.0, 1.0).double()
     seeds = torch.randint(0, 2**31 - 1, (n,), generator=generator).double()
     return torch.stack([w, h, cx, cy, flip, seeds], dim=1)
 

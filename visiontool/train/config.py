@@ -45,6 +45,8 @@ class TrainConfig:
     warmup_epochs: float = 1.0  # linear warm-up from 10% of the peak lr, in epochs
     label_smoothing: float = 0.1  # cross-entropy label smoothing
     augment: str = "light"  # none | light (random resized crop + flip) | randaugment | trivialaugment
+    crop_scale: float = 0.25  # smallest share of the image a random crop keeps (light and policies)
+    flip: bool = True  # random horizontal flips; turn off for digits, text, anything with a handedness
     amp: bool | None = None  # mixed precision; None: on for CUDA (fp16), off on CPU (bf16 if True)
     patience: int = 0  # stop after this many epochs without a better val top-1; 0: never
     seed: int = 0  # seeds weights init, split, sampling and augmentation
@@ -74,6 +76,8 @@ class TrainConfig:
             raise UsageError("--val-fraction must be between 0 and 1 (exclusive)")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise UsageError("--label-smoothing must be in [0, 1)")
+        if not 0.0 < self.crop_scale <= 1.0:
+            raise UsageError("--crop-scale must be in (0, 1]")
         if self.warmup_epochs < 0 or self.patience < 0:
             raise UsageError("--warmup-epochs and --patience cannot be negative")
         lr = self.lr if self.lr is not None else default_lr(self.optimizer, self.batch_size, self.pretrained)

@@ -183,7 +183,7 @@ def _fit(cfg, dist, device, resume_dir, on_epoch_end, resume_command) -> TrainRe
             gen = torch.Generator().manual_seed(_seed(cfg.seed, epoch))
             torch.manual_seed(_seed(cfg.seed, epoch, dist.rank + 1))
             order = torch.randperm(n_train, generator=gen)
-            params = sample_params(steps * batch, gen)
+            params = sample_params(steps * batch, gen, cfg.crop_scale, cfg.flip)
 
             net.train()
             sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, correct (this rank)
