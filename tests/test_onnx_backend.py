@@ -111,3 +111,26 @@ def test_onnx_file_errors(setup, tmp_path):
     onnx.save(bare, str(tmp_path / "bare.onnx"))
     result = runner.invoke(app, ["classify", str(images), "--model", str(tmp_path / "bare.onnx")])
     assert result.exit_code == 1 and "was not written by `visiontool export`" in result.stderr
+
+
+def test_fast_start_switches_to_the_full_graph_with_the_same_outputs(setup):
+    """A few images run on the quick-to-build graph; past FAST_START_IMAGES the fully optimized
+    one takes over, and the logits stay the same."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from visiontool.backends.onnx_backend import FAST_START_IMAGES, OnnxBackend
+
+    _, _, onnx_file, *_ = setup
+    full = OnnxBackend(onnx_file, "cpu")
+    prep = full.info.preprocess
+    shape = (FAST_START_IMAGES + 1, prep.channels, prep.crop, prep.crop)
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    quick = OnnxBackend(onnx_file, "cpu", fast_start=True)
+    level = lambda b: b.session.get_session_options().graph_optimization_level  # noqa: E731
+    assert level(full) == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    first = quick(x[:1])
+    assert level(quick) == ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    rest = quick(x[1:])  # FAST_START_IMAGES more: one past the threshold
+    assert level(quick) == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    np.testing.assert_allclose(np.concatenate([first, rest]), full(x), atol=1e-5)

@@ -74,10 +74,14 @@ class Preprocess:
             img, (w, h) = padded, padded.size
         top, left = int(round((h - c) / 2.0)), int(round((w - c) / 2.0))
         img = img.crop((left, top, left + c, top + c))
-        arr = np.asarray(img, dtype=np.float32)
-        if arr.ndim == 2:
-            arr = arr[:, :, None]
-        arr = arr.transpose(2, 0, 1) / np.float32(255)
-        mean = np.asarray(self.mean, dtype=np.float32)[:, None, None]
-        std = np.asarray(self.std, dtype=np.float32)[:, None, None]
-        return np.ascontiguousarray((arr - mean) / std)
+        pixels = np.asarray(img)
+        if pixels.ndim == 2:
+            pixels = pixels[:, :, None]
+        # One CHW float32 array, then in-place steps: the same float32 operations in the same
+        # order as torchvision (x / 255, - mean, / std), so the same bits, without temporaries.
+        arr = np.empty((pixels.shape[2], *pixels.shape[:2]), dtype=np.float32)
+        arr[...] = pixels.transpose(2, 0, 1)
+        arr /= np.float32(255)
+        arr -= np.asarray(self.mean, dtype=np.float32)[:, None, None]
+        arr /= np.asarray(self.std, dtype=np.float32)[:, None, None]
+        return arr
