@@ -220,11 +220,14 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, "torch.Tensor"]:
             raise WeightsError(f"cannot read {path} as safetensors: {_one_line(err)}") from None
 
     import pickle
+    import warnings
 
     import torch
 
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing;
+            warnings.simplefilter("ignore")  # the refusal below is the message that matters
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         if "weights only" in str(err).lower():
             raise WeightsError(
