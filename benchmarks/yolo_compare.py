@@ -38,7 +38,7 @@ def visiontool_cmd(data: Path, out: Path, a: argparse.Namespace) -> list[str]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data", type=Path)
-    ap.add_argument("--model", default="mobilenet_v3_large",
+    ap.add_argument("--model", default="mobilenet_v3_small",
                     help="the visiontool architecture (yolov8n-cls has 1.4M parameters)")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--image-size", type=int, default=64)

@@ -1,0 +1,34 @@
+"""The PyTorch backend: folded batch norm gives the module's own outputs, devices are checked."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from visiontool.backends.torch_backend import TorchBackend, resolve_device
+from visiontool.errors import UsageError
+
+
+def test_folded_batch_norm_matches_the_plain_module():
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(num_classes=5).eval()
+    for bn in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.data.uniform_(0.5, 1.5)
+    x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    with torch.inference_mode():
+        expected = net(torch.from_numpy(x)).numpy()
+    backend = TorchBackend(net, "cpu")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in backend.module.modules())
+    np.testing.assert_allclose(backend(x), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_cuda_without_cuda_is_a_usage_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(UsageError, match="no CUDA device is available here"):
+        resolve_device("cuda")
+    assert resolve_device("auto").type == "cpu"
