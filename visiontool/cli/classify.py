@@ -33,20 +33,21 @@ def classify(
     quiet: opt.Quiet = False,
 ) -> None:
     """Classify images: one row per file with the top-k labels and scores."""
-    from visiontool.cli.runner import run_rows
+    from visiontool.cli.runner import run_rows, short_path
     from visiontool.tasks import classify as task
 
     def show(rows, info):
         from rich.table import Table
 
-        table = Table("path", "label", "score", *(["top-k"] if top_k > 1 else []), title=f"{info.arch} ({info.weights_source})")
+        table = Table("file", "label", "score", *(["next"] if top_k > 1 else []), title=f"{info.extra.get('name') or info.arch} ({info.weights_source})")
         for r in rows:
+            name = short_path(r["path"])
             if r["error"]:
-                table.add_row(r["path"], "[red]error[/]", "", r["error"])
+                table.add_row(name, "[red]error[/]", "", r["error"])
                 continue
             best, rest = r["top"][0], r["top"][1:]
             extra = [", ".join(f"{t['label']} {t['score']:.3f}" for t in rest)] if top_k > 1 else []
-            table.add_row(r["path"], best["label"], f"{best['score']:.3f}", *extra)
+            table.add_row(name, best["label"], f"{best['score']:.3f}", *extra)
         return table
 
     run_rows(

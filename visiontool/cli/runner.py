@@ -14,6 +14,14 @@ import typer
 from visiontool.errors import EXIT_SKIPPED, UsageError
 
 
+def short_path(path: str) -> str:
+    """A path as a table shows it: relative to the working folder when it is below it."""
+    import os
+
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
 def run_rows(*, sources: list[str], recursive: bool, model: str, weights: str | None,
              backend: str | None, device: str, offline: bool, quiet: bool, batch_size: int,
              workers: int | None, exact_decode: bool, output: Path | None, task: str,
