@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 from typing import Iterator
 
 from rich.console import Console
@@ -40,8 +39,10 @@ class _Bar:
 
 
 @contextlib.contextmanager
-def bar(description: str, total: int | None, quiet: bool = False, unit: str = "img") -> Iterator[_Bar | _NoBar]:
-    """A rich progress bar on stderr; a no-op when quiet."""
+def bar(description: str, total: int | None, quiet: bool = False, unit: str = "img",
+        transient: bool = False) -> Iterator[_Bar | _NoBar]:
+    """A rich progress bar on stderr; a no-op when quiet. `update(info=...)` sets the text
+    shown after it; a transient bar disappears when done."""
     if quiet:
         yield _NoBar()
         return
@@ -60,6 +61,7 @@ def bar(description: str, total: int | None, quiet: bool = False, unit: str = "i
         Speed(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
     ]
-    with Progress(*columns, console=stderr, transient=not sys.stderr.isatty()) as progress:
-        yield _Bar(progress, progress.add_task(description, total=total))
+    with Progress(*columns, console=stderr, transient=transient) as progress:
+        yield _Bar(progress, progress.add_task(description, total=total, info=""))

@@ -187,7 +187,7 @@ def _fit(cfg, dist, device, resume_dir, on_epoch_end, resume_command) -> TrainRe
 
             net.train()
             sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, correct (this rank)
-            with say.bar(f"epoch {epoch + 1}/{cfg.epochs}", steps) as advance:
+            with say.bar(f"epoch {epoch + 1}/{cfg.epochs}", steps, unit="batch") as advance:
                 for step in range(steps):
                     mine = slice(step * batch + dist.rank * local_batch, step * batch + (dist.rank + 1) * local_batch)
                     idx = order[mine]

@@ -93,7 +93,7 @@ def validate(
     dev = distributed.pick_device(device, distributed.Dist())
     module = loaded.module.to(dev).to(memory_format=torch.channels_last)
     batches = [(cache.images[i : i + batch_size], cache.labels[i : i + batch_size]) for i in range(0, len(cache.labels), batch_size)]
-    with say.bar("evaluating", len(batches)) as advance:
+    with say.bar("evaluating", len(batches), unit="batch") as advance:
         def counted():
             for b in batches:
                 yield b
