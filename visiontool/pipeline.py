@@ -29,9 +29,12 @@ class Batch:
     sizes: list[tuple[int, int] | None]  # original (width, height) per path
 
 
-def default_workers() -> int:
-    """One decoding worker per core beyond the one that runs the model."""
-    return max(1, (os.cpu_count() or 2) - 1)
+def default_workers(threads: bool = False) -> int:
+    """Worker processes: one per core beyond the one that runs the model. Threads: one per
+    core, since a decoding thread sleeps whenever the batches ahead are full (measured on 2
+    cores with onnxruntime: 46 img/s with two threads, 38-44 with one)."""
+    cores = os.cpu_count() or 2
+    return cores if threads else max(1, cores - 1)
 
 
 def draft_size(prep: Preprocess) -> tuple[int, int]:
@@ -110,7 +113,7 @@ def batches(paths: Sequence[str], prep: Preprocess, batch_size: int, workers: in
             torch_loader: bool = False, fast_decode: bool = True) -> Iterator[Batch]:
     """Decoded, preprocessed batches in input order. torch_loader: decode in DataLoader worker
     processes (the torch backend); otherwise in threads (the torch-free ONNX backend)."""
-    workers = default_workers() if workers is None else workers
+    workers = default_workers(threads=not torch_loader) if workers is None else workers
     make = _torch_batches if torch_loader else _thread_batches
     yield from make(list(paths), prep, batch_size, workers, fast_decode)
 
