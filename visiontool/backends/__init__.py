@@ -25,8 +25,10 @@ def pick_backend(model: str, backend: str | None) -> str:
 
 
 def open_model(model: str, weights: str | None = None, backend: str | None = None,
-               device: str = "auto", offline: bool = False, quiet: bool = False):
-    """(runner, ModelInfo) for any model argument; runner(batch NCHW float32) -> ndarray."""
+               device: str = "auto", offline: bool = False, quiet: bool = False,
+               images: int | None = None):
+    """(runner, ModelInfo) for any model argument; runner(batch NCHW float32) -> ndarray.
+    `images`: how many the run will see, when known (a backend may start faster for a few)."""
     kind = pick_backend(model, backend)
     if kind == "onnx":
         from visiontool.backends.onnx_backend import open_onnx
@@ -35,7 +37,7 @@ def open_model(model: str, weights: str | None = None, backend: str | None = Non
             from visiontool.export.cache import cached_onnx
 
             model, weights = str(cached_onnx(model, weights, offline=offline, quiet=quiet)), None
-        return open_onnx(model, weights=weights, device=device, offline=offline, quiet=quiet)
+        return open_onnx(model, weights=weights, device=device, offline=offline, quiet=quiet, images=images)
     from visiontool.backends.torch_backend import TorchBackend
     from visiontool.models.loader import load_model
 

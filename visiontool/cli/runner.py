@@ -35,7 +35,7 @@ def run_rows(*, sources: list[str], recursive: bool, model: str, weights: str | 
     paths = expand(sources, recursive=recursive, stdin=sys.stdin)
     if output is not None:
         format_for(output)  # a bad --output fails before the model loads, not after the run
-    runner, info = open_model(model, weights, backend, device, offline, quiet)
+    runner, info = open_model(model, weights, backend, device, offline, quiet, images=len(paths))
     if info.task != task:
         raise UsageError(f"--model {model} is a {info.task} model; `{task}` needs a {task} model")
 
