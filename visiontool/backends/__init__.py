@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from visiontool.errors import UsageError
-from visiontool.modelinfo import ModelInfo
 
 BACKENDS = ("torch", "onnx")
 

@@ -1,0 +1,132 @@
+"""The files of a training run: the folder, config and command, checkpoints each epoch
+(best and last, atomically), and state.pt for --resume (read back with weights_only=True)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from visiontool.errors import UsageError
+from visiontool.fsutil import atomic_write
+from visiontool.train import report
+from visiontool.train.config import TrainConfig
+
+STATE_FILE = "state.pt"
+BEST_FILE = "best.safetensors"
+LAST_FILE = "last.safetensors"
+
+
+@dataclass
+class State:
+    """What state.pt carries besides model/optimizer/scheduler tensors."""
+
+    epoch: int = 0  # epochs finished
+    best_top1: float = -1.0
+    best_epoch: int = 0
+    since_best: int = 0  # epochs since best_top1 improved (for --patience)
+    best_confusion: list = field(default_factory=list)
+    rows: list = field(default_factory=list)
+
+
+def prepare_run_dir(cfg: TrainConfig, resume_dir: Path | None, resume_command: str) -> Path:
+    if resume_dir is not None:
+        with open(resume_dir / "command.txt", "a") as f:
+            f.write((resume_command or f"visiontool train --resume {resume_dir}") + "\n")
+        cfg.save(resume_dir / "config.json")
+        return resume_dir
+    if cfg.out:
+        run_dir = Path(cfg.out)
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise UsageError(f"run folder {run_dir} is not empty: resume it with --resume {run_dir} or pick another --out")
+        run_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        name = Path(cfg.model).stem if Path(cfg.model).suffix else cfg.model
+        base = Path("runs") / "train"
+        base.mkdir(parents=True, exist_ok=True)
+        n = 1
+        while True:
+            run_dir = base / f"{name}-{n}"
+            try:
+                run_dir.mkdir()
+                break
+            except FileExistsError:
+                n += 1
+    cfg = replace(cfg, out=str(run_dir))
+    with atomic_write(run_dir / "command.txt") as tmp:
+        tmp.write_text((cfg.command or "visiontool train") + "\n")
+    cfg.save(run_dir / "config.json")
+    return run_dir
+
+
+def meta_base(cfg, arch, arch_kwargs, classes, eval_pp, processes: int) -> dict:
+    return {
+        "arch": arch,
+        "task": "classify",
+        "num_classes": len(classes),
+        "labels": list(classes),
+        "preprocess": eval_pp.to_dict(),
+        "arch_kwargs": arch_kwargs,
+        "train": {"command": cfg.command, "options": cfg.to_dict(), "processes": processes},
+    }
+
+
+def save_epoch(run_dir, module, optimizer, scheduler, scaler, state, meta, row, improved) -> None:
+    from visiontool import checkpoint
+
+    weights = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    meta = {**meta, "train": {**meta["train"], "metrics": {k: row[k] for k in row if k != "seconds"}}}
+    checkpoint.save(run_dir / LAST_FILE, weights, meta)
+    if improved:  # the same bytes: a second name for last's file (it is replaced, not rewritten)
+        _link_or_copy(run_dir / LAST_FILE, run_dir / BEST_FILE)
+    payload = {
+        "model": module.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        **state.__dict__,
+    }
+    crc = torch.serialization.get_crc32_options()
+    torch.serialization.set_crc32_options(False)  # checksumming 3x the model per epoch costs seconds
+    try:
+        with atomic_write(run_dir / STATE_FILE) as tmp:
+            torch.save(payload, tmp)
+    finally:
+        torch.serialization.set_crc32_options(crc)
+    report.write_results(run_dir / "results.csv", state.rows)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    import shutil
+
+    with atomic_write(dst) as tmp:
+        tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError:  # a filesystem without hard links
+            shutil.copyfile(src, tmp)
+
+
+def load_state(path: Path, module, optimizer, scheduler, scaler) -> State:
+    # weights_only: resume state is tensors and plain containers; nothing is unpickled.
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - a truncated or foreign file: one line, no traceback
+        raise UsageError(f"cannot resume from {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+    module.load_state_dict(payload.pop("model"))
+    optimizer.load_state_dict(payload.pop("optimizer"))
+    scheduler.load_state_dict(payload.pop("scheduler"))
+    scaler_state = payload.pop("scaler")
+    if scaler_state:
+        scaler.load_state_dict(scaler_state)
+    return State(**{k: v for k, v in payload.items() if k in State.__dataclass_fields__})
+
+
+def epoch_line(row: dict, epochs: int, k: int, improved: bool) -> str:
+    return (
+        f"epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%}  "
+        f"val loss {row['val_loss']:.4f} top-1 {row['val_top1']:.2%} top-{k} {row['val_top5']:.2%}  "
+        f"lr {row['lr']:.2e}  {row['seconds']:.1f}s{'  *best' if improved else ''}"
+    )
