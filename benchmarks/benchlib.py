@@ -133,3 +133,13 @@ def training_result(run: Run, csv_path: Path, patterns: list[str], n_train: int,
 def count_images(folder: Path) -> int:
     exts = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
     return sum(1 for p in folder.rglob("*") if p.suffix.lower() in exts)
+
+
+def visiontool_training(cmd: list[str], out: Path, n_train: int, epochs: int) -> dict:
+    """Run a `visiontool train` command writing to `out` and read its results.csv; a note
+    instead when this visiontool has no train command."""
+    missing = visiontool_has("train")
+    if missing:
+        return {"skipped": missing}
+    run = run_timed(cmd, env=offline_env())
+    return training_result(run, out / "results.csv", [r"val.*top.?1", r"val.*acc"], n_train, epochs)

@@ -64,14 +64,8 @@ def main() -> int:
             report["yolo"] = bl.training_result(run, out / "run" / "results.csv", [r"accuracy_top1"],
                                   n_train, args.epochs)
         if not args.skip_visiontool:
-            missing = bl.visiontool_has("train")
-            if missing:
-                report["visiontool"] = {"skipped": missing}
-            else:
-                out = root / "visiontool"
-                run = bl.run_timed(visiontool_cmd(args.data, out, args), env=bl.offline_env())
-                report["visiontool"] = bl.training_result(run, out / "results.csv",
-                                            [r"val.*top.?1", r"val.*acc"], n_train, args.epochs)
+            out = root / "visiontool"
+            report["visiontool"] = bl.visiontool_training(visiontool_cmd(args.data, out, args), out, n_train, args.epochs)
 
     peer, vt = report.get("yolo", {}), report.get("visiontool", {})
     if "val_top1_final" in peer and "val_top1_final" in vt:
