@@ -143,3 +143,17 @@ def visiontool_training(cmd: list[str], out: Path, n_train: int, epochs: int) ->
         return {"skipped": missing}
     run = run_timed(cmd, env=offline_env())
     return training_result(run, out / "results.csv", [r"val.*top.?1", r"val.*acc"], n_train, epochs)
+
+
+def training_arguments(ap, model: str, model_help: str | None = None) -> None:
+    """The options both training comparisons take (the data folder, the visiontool side, and
+    which sides to run)."""
+    ap.add_argument("data", type=Path)
+    ap.add_argument("--model", default=model, help=model_help)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--image-size", type=int, default=64)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--visiontool-args", default="", help="extra options for visiontool train")
+    ap.add_argument("--skip-peer", action="store_true")
+    ap.add_argument("--skip-visiontool", action="store_true")
+    ap.add_argument("--keep", type=Path, help="keep both run folders under this folder")

@@ -44,16 +44,8 @@ def visiontool_train_cmd(data: Path, out: Path, a: argparse.Namespace) -> list[s
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("data", type=Path)
-    ap.add_argument("--model", default="resnet18")
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--image-size", type=int, default=64)
+    bl.training_arguments(ap, model="resnet18")
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--visiontool-args", default="", help="extra options for visiontool train")
-    ap.add_argument("--skip-peer", action="store_true")
-    ap.add_argument("--skip-visiontool", action="store_true")
-    ap.add_argument("--keep", type=Path, help="keep both run folders under this folder")
     args = ap.parse_args()
     classes = sorted(p.name for p in (args.data / "train").iterdir() if p.is_dir())
     args.num_classes = len(classes)

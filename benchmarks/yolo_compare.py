@@ -37,16 +37,8 @@ def visiontool_cmd(data: Path, out: Path, a: argparse.Namespace) -> list[str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("data", type=Path)
-    ap.add_argument("--model", default="mobilenet_v3_small",
-                    help="the visiontool architecture (yolov8n-cls has 1.4M parameters)")
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--image-size", type=int, default=64)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--visiontool-args", default="", help="extra options for visiontool train")
-    ap.add_argument("--skip-peer", action="store_true")
-    ap.add_argument("--skip-visiontool", action="store_true")
-    ap.add_argument("--keep", type=Path, help="keep both run folders under this folder")
+    bl.training_arguments(ap, model="mobilenet_v3_small",
+                          model_help="the visiontool architecture (yolov8n-cls has 1.4M parameters)")
     args = ap.parse_args()
     n_train = bl.count_images(args.data / "train")
     report: dict = {"benchmark": "yolo_compare", "data": str(args.data), "train_images": n_train,

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from visiontool.errors import WeightsError
+from visiontool.errors import WeightsError, one_line
 from visiontool.fsutil import atomic_write
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def load(path: str | os.PathLike) -> tuple[dict[str, "torch.Tensor"], dict[str, 
     try:
         state_dict = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as err:
-        raise WeightsError(f"checkpoint {path} is corrupt or truncated: {_one_line(err)}") from None
+        raise WeightsError(f"checkpoint {path} is corrupt or truncated: {one_line(err)}") from None
     return state_dict, meta
 
 
@@ -122,8 +122,3 @@ def _storable(state_dict: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"
         seen.add(tensor.untyped_storage().data_ptr())
         out[name] = tensor
     return out
-
-
-def _one_line(err: object) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__

@@ -25,3 +25,11 @@ class DatasetError(UsageError):
 
 class WeightsError(VisiontoolError):
     """Weights that cannot be found, fetched, verified or loaded."""
+
+
+def one_line(err: object, limit: int = 300) -> str:
+    """The first non-blank line of an exception's message (its type name when it has none),
+    cut to `limit` characters: libraries' multi-line errors become one readable line."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    text = lines[0] if lines else type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -26,7 +26,6 @@ class Batch:
     paths: list[str]
     errors: list[str | None]  # one per path; None where the image decoded
     images: object  # stacked float32 NCHW of the decoded ones (numpy, or torch in DataLoader)
-    sizes: list[tuple[int, int] | None]  # original (width, height) per path
 
 
 def default_workers(threads: bool = False) -> int:
@@ -44,23 +43,23 @@ def draft_size(prep: Preprocess) -> tuple[int, int]:
 
 
 def load_one(path: str, prep: Preprocess, fast_decode: bool = True):
-    """(array, original size, error): never raises for a bad file."""
+    """(array, error): never raises for a bad file."""
     try:
         img = decode(path, prep.mode, draft=draft_size(prep) if fast_decode else None)
-        size = img.info.get("original_size", img.size)
-        return prep(img), size, None
+        return prep(img), None
     except DecodeError as err:
-        return None, None, str(err)
+        return None, str(err)
     except Exception as err:  # a decoder bug must not end a run of 100,000 images
-        return None, None, f"{type(err).__name__}: {err}"
+        return None, f"{type(err).__name__}: {err}"
 
 
-def collate(items: Sequence[tuple[str, object, object, str | None]], to_tensor=None) -> Batch:
-    arrays = [a for _, a, _, _ in items if a is not None]
+def collate(items: Sequence[tuple[str, object, str | None]], to_tensor=None) -> Batch:
+    """(path, array or None, error) per image -> one Batch."""
+    arrays = [a for _, a, _ in items if a is not None]
     images = np.stack(arrays) if arrays else None
     if to_tensor is not None and images is not None:
         images = to_tensor(images)
-    return Batch([p for p, *_ in items], [e for *_, e in items], images, [s for _, _, s, _ in items])
+    return Batch([p for p, _, _ in items], [e for _, _, e in items], images)
 
 
 class _PathDataset:

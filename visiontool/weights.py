@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from visiontool.errors import UsageError, WeightsError
+from visiontool.errors import UsageError, WeightsError, one_line
 from visiontool.fsutil import atomic_write
 
 if TYPE_CHECKING:
@@ -167,7 +167,7 @@ def download(url: str, dest: Path, quiet: bool = False, manual_dir: Path | None 
         is_http = isinstance(err, urllib.error.HTTPError)
         reason = err if is_http else getattr(err, "reason", None) or err
         raise WeightsError(
-            f"could not download {url} ({_one_line(reason)}); fetch it yourself and put it in {manual}"
+            f"could not download {url} ({one_line(reason)}); fetch it yourself and put it in {manual}"
         ) from None
     except OSError as err:  # the destination folder, not the network
         raise WeightsError(f"cannot write {dest}: {err.strerror or err}") from None
@@ -217,7 +217,7 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, "torch.Tensor"]:
         try:
             return load_file(str(path), device="cpu")
         except (SafetensorError, OSError, ValueError) as err:
-            raise WeightsError(f"cannot read {path} as safetensors: {_one_line(err)}") from None
+            raise WeightsError(f"cannot read {path} as safetensors: {one_line(err)}") from None
 
     import pickle
     import warnings
@@ -234,9 +234,9 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, "torch.Tensor"]:
                 f"refused to unpickle {path}: it holds objects other than tensors, which could run "
                 "code; save a plain state_dict (torch.save(model.state_dict(), ...)) or safetensors"
             ) from None
-        raise WeightsError(f"cannot read {path}: {_one_line(err)}") from None
+        raise WeightsError(f"cannot read {path}: {one_line(err)}") from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise WeightsError(f"cannot read {path} as a PyTorch state_dict: {_one_line(err)}") from None
+        raise WeightsError(f"cannot read {path} as a PyTorch state_dict: {one_line(err)}") from None
     return _as_state_dict(loaded, path)
 
 
@@ -267,8 +267,3 @@ def _looks_like_safetensors(path: Path) -> bool:
         return False
     header_len = int.from_bytes(head[:8], "little")
     return head[8:9] == b"{" and header_len <= path.stat().st_size - 8
-
-
-def _one_line(err: object) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__

@@ -17,7 +17,7 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from visiontool.errors import VisiontoolError
+from visiontool.errors import VisiontoolError, one_line
 from visiontool.modelinfo import ModelInfo
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def to_onnx(module, channels: int, size: int, batch: int | None, dynamic_size: b
     try:
         return Graph(_dynamo(module, example, batch, dynamic_size, opset), "dynamo", "")
     except Exception as first:  # the exporter raises many types; each is a reason to fall back
-        reason = _one_line(first)
+        reason = one_line(first)
         try:
             return Graph(_torchscript(module, example, batch, dynamic_size, opset), "torchscript", reason)
         except Exception as second:
@@ -130,14 +130,9 @@ def _explain(second: BaseException, first: BaseException) -> str:
     for err in (second, first):
         op = operator_in(str(err))
         if op:
-            return f"operator {op} is not supported by the ONNX exporters ({_one_line(err)})"
-    return _one_line(first)
+            return f"operator {op} is not supported by the ONNX exporters ({one_line(err)})"
+    return one_line(first)
 
-
-def _one_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    text = lines[0] if lines else type(err).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def describe(info: ModelInfo, precision: str, input_dtype: str, batch: int | None,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from visiontool.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -46,18 +45,12 @@ def pick_device(name: str, dist: Dist):
     """auto | cpu | cuda | cuda:N -> torch.device; a torchrun job on CUDA uses cuda:LOCAL_RANK."""
     import torch
 
-    name = name.lower()
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {name}: no CUDA device is available (use --device cpu)")
-        if dist.enabled:
-            return torch.device("cuda", dist.local_rank)
-        return torch.device(name)
-    if name != "cpu":
-        raise UsageError(f"--device must be auto, cpu, cuda or cuda:N (got {name!r})")
-    return torch.device("cpu")
+    from visiontool.backends.torch_backend import resolve_device
+
+    device = resolve_device(name)
+    if device.type == "cuda" and dist.enabled:
+        return torch.device("cuda", dist.local_rank)
+    return device
 
 
 def init(dist: Dist, device) -> None:
