@@ -42,7 +42,7 @@ def test_rows_in_order_with_broken_files_reported(tmp_path, torch_loader):
     paths.insert(3, str(broken))
     backend = MeanRed()
     if torch_loader:
-        backend.name = "torch"
+        backend.decode_in_processes = True
     rows = list(pipeline.run(paths, PREP, backend, _post, batch_size=3, workers=1))
     assert [r["path"] for r in rows] == paths
     assert rows[3]["error"] and rows[3]["path"] == str(broken)
@@ -59,8 +59,8 @@ def test_batch_of_only_broken_files(tmp_path):
 
 def test_thread_and_torch_loaders_give_identical_arrays(tmp_path):
     paths = _images(tmp_path, 5)
-    a = [b.images for b in pipeline.batches(paths, PREP, 2, 1, torch_loader=False)]
-    b = [np.asarray(b.images) for b in pipeline.batches(paths, PREP, 2, 1, torch_loader=True)]
+    a = [b.images for b in pipeline.batches(paths, PREP, 2, 1, processes=False)]
+    b = [np.asarray(b.images) for b in pipeline.batches(paths, PREP, 2, 1, processes=True)]
     assert len(a) == len(b) == 3
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)

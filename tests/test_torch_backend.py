@@ -23,7 +23,7 @@ def test_folded_batch_norm_matches_the_plain_module():
         expected = net(torch.from_numpy(x)).numpy()
     backend = TorchBackend(net, "cpu")
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in backend.module.modules())
-    np.testing.assert_allclose(backend(x), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(backend(x)[0], expected, rtol=1e-4, atol=1e-5)
 
 
 def test_cuda_without_cuda_is_a_usage_error():

@@ -94,9 +94,8 @@ def test_cache_holds_exactly_the_pixels_classify_normalizes(tmp_path):
     assert pixels.dtype == np.uint8 and pixels.shape == (3, 32, 32)
 
     from visiontool.imageio import decode
-    from visiontool.pipeline import draft_size
 
-    expected = pp(decode(path, pp.mode, draft=draft_size(pp)))
+    expected = pp(decode(path, pp.mode, draft=pp.draft))
     mean = np.asarray(pp.mean, dtype=np.float32)[:, None, None]
     std = np.asarray(pp.std, dtype=np.float32)[:, None, None]
     np.testing.assert_allclose((pixels / np.float32(255) - mean) / std, expected, atol=1e-5)

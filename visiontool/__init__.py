@@ -1,3 +1,31 @@
-"""visiontool: classify, train and export convolutional networks from the command line."""
+"""visiontool: classify, detect, train and export convolutional networks from the command line.
+
+Each command is also a library call that yields rows (dicts, as README's "Output schema"):
+
+    import visiontool
+    for row in visiontool.classify(["photos/"], model="resnet18", top_k=3):
+        print(row["path"], row["top"][0]["label"])
+    for row in visiontool.detect(["street.jpg"], model="fasterrcnn_resnet50_fpn", conf=0.5):
+        print(row["detections"])
+
+Importing the package imports nothing heavy; a call loads what its model needs.
+"""
 
 __version__ = "0.1.0"
+
+
+def classify(sources, model: str = "resnet50", top_k: int = 5, **options):
+    """Top-k labels per image; `options` are those of `visiontool.infer.Inference`."""
+    from visiontool.infer import Inference
+    from visiontool.tasks.classify import Classify
+
+    return Inference(Classify(top_k), sources, model, **options).rows()
+
+
+def detect(sources, model: str = "digitdet-scenes", conf: float = 0.25, iou: float = 0.5,
+           classes=None, max_det: int = 100, save_dir=None, save_crops: bool = False, **options):
+    """Boxes per image in original pixels; `options` are those of `visiontool.infer.Inference`."""
+    from visiontool.infer import Inference
+    from visiontool.tasks.detect import Detect
+
+    return Inference(Detect(conf, iou, classes, max_det, save_dir, save_crops), sources, model, **options).rows()

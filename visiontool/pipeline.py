@@ -12,20 +12,24 @@ import os
 import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from visiontool.imageio import DecodeError, decode
-from visiontool.preprocess import Preprocess
+from visiontool.preprocess import Geometry, Preprocess
 
 
 @dataclass
 class Batch:
     paths: list[str]
     errors: list[str | None]  # one per path; None where the image decoded
-    images: object  # stacked float32 NCHW of the decoded ones (numpy, or torch in DataLoader)
+    # The decoded ones' model inputs: one stacked float32 NCHW array (numpy, or torch in a
+    # DataLoader) when they share a size, else a list of CHW arrays (models that take any size).
+    images: object
+    geometries: list[Geometry] = field(default_factory=list)  # per decoded image: back to its pixels
+    originals: list[np.ndarray] = field(default_factory=list)  # decoded RGB uint8, when kept for pictures
 
 
 def default_workers(threads: bool = False) -> int:
@@ -36,43 +40,44 @@ def default_workers(threads: bool = False) -> int:
     return cores if threads else max(1, cores - 1)
 
 
-def draft_size(prep: Preprocess) -> tuple[int, int]:
-    # JPEGs at least twice the size the resize needs decode at a reduced DCT scale: much
-    # faster for camera photos, and the smaller image is then resized exactly as usual.
-    return (prep.resize, prep.resize)
-
-
-def load_one(path: str, prep: Preprocess, fast_decode: bool = True):
-    """(array, error): never raises for a bad file."""
+def load_one(path: str, prep: Preprocess, fast_decode: bool = True, keep: bool = False):
+    """(array, geometry, original or None, error): never raises for a bad file. JPEGs at
+    least twice the size the preprocessing needs decode at a reduced DCT scale (much faster
+    for camera photos) unless `fast_decode` is off or the original is kept for pictures."""
     try:
-        img = decode(path, prep.mode, draft=draft_size(prep) if fast_decode else None)
-        return prep(img), None
+        img = decode(path, prep.mode, draft=prep.draft if fast_decode and not keep else None)
+        array, geometry = prep.apply(img)
+        return array, geometry, np.asarray(img.convert("RGB")) if keep else None, None
     except DecodeError as err:
-        return None, str(err)
+        return None, None, None, str(err)
     except Exception as err:  # a decoder bug must not end a run of 100,000 images
-        return None, f"{type(err).__name__}: {err}"
+        return None, None, None, f"{type(err).__name__}: {err}"
 
 
-def collate(items: Sequence[tuple[str, object, str | None]], to_tensor=None) -> Batch:
-    """(path, array or None, error) per image -> one Batch."""
-    arrays = [a for _, a, _ in items if a is not None]
-    images = np.stack(arrays) if arrays else None
-    if to_tensor is not None and images is not None:
-        images = to_tensor(images)
-    return Batch([p for p, _, _ in items], [e for _, _, e in items], images)
+def collate(items: Sequence[tuple], to_tensor=None) -> Batch:
+    """(path, array or None, geometry, original, error) per image -> one Batch."""
+    arrays = [a for _, a, _, _, _ in items if a is not None]
+    images: object = None
+    if arrays:
+        same = all(a.shape == arrays[0].shape for a in arrays)
+        images = np.stack(arrays) if same else arrays
+        if to_tensor is not None:
+            images = to_tensor(images) if same else [to_tensor(a) for a in arrays]
+    return Batch([it[0] for it in items], [it[4] for it in items], images,
+                 [it[2] for it in items if it[1] is not None], [it[3] for it in items if it[3] is not None])
 
 
 class _PathDataset:
     """Map-style dataset over paths for torch's DataLoader (defined without importing torch)."""
 
-    def __init__(self, paths: Sequence[str], prep: Preprocess, fast_decode: bool) -> None:
-        self.paths, self.prep, self.fast_decode = paths, prep, fast_decode
+    def __init__(self, paths: Sequence[str], prep: Preprocess, fast_decode: bool, keep: bool) -> None:
+        self.paths, self.prep, self.fast_decode, self.keep = paths, prep, fast_decode, keep
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        return (self.paths[i], *load_one(self.paths[i], self.prep, self.fast_decode))
+        return (self.paths[i], *load_one(self.paths[i], self.prep, self.fast_decode, self.keep))
 
 
 def _torch_collate(items):
@@ -81,11 +86,11 @@ def _torch_collate(items):
     return collate(items, torch.from_numpy)  # tensors cross worker processes in shared memory
 
 
-def _torch_batches(paths, prep, batch_size, workers, fast_decode) -> Iterator[Batch]:
+def _process_batches(paths, prep, batch_size, workers, fast_decode, keep) -> Iterator[Batch]:
     from torch.utils.data import DataLoader
 
     loader = DataLoader(
-        _PathDataset(paths, prep, fast_decode),  # type: ignore[arg-type]
+        _PathDataset(paths, prep, fast_decode, keep),  # type: ignore[arg-type]
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=_torch_collate,
@@ -95,13 +100,13 @@ def _torch_batches(paths, prep, batch_size, workers, fast_decode) -> Iterator[Ba
     yield from loader
 
 
-def _thread_batches(paths, prep, batch_size, workers, fast_decode) -> Iterator[Batch]:
+def _thread_batches(paths, prep, batch_size, workers, fast_decode, keep) -> Iterator[Batch]:
     # Pillow releases the GIL while decoding and resizing, so threads overlap with compute.
     chunks = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
     with ThreadPoolExecutor(max(1, workers)) as pool:
         pending: deque = deque()
         for chunk in chunks:
-            pending.append([(p, pool.submit(load_one, p, prep, fast_decode)) for p in chunk])
+            pending.append([(p, pool.submit(load_one, p, prep, fast_decode, keep)) for p in chunk])
             if len(pending) > 2:  # keep two batches decoding ahead of the model
                 yield collate([(p, *f.result()) for p, f in pending.popleft()])
         while pending:
@@ -109,20 +114,22 @@ def _thread_batches(paths, prep, batch_size, workers, fast_decode) -> Iterator[B
 
 
 def batches(paths: Sequence[str], prep: Preprocess, batch_size: int, workers: int | None = None,
-            torch_loader: bool = False, fast_decode: bool = True) -> Iterator[Batch]:
-    """Decoded, preprocessed batches in input order. torch_loader: decode in DataLoader worker
-    processes (the torch backend); otherwise in threads (the torch-free ONNX backend)."""
-    workers = default_workers(threads=not torch_loader) if workers is None else workers
-    make = _torch_batches if torch_loader else _thread_batches
-    yield from make(list(paths), prep, batch_size, workers, fast_decode)
+            processes: bool = False, fast_decode: bool = True, keep_images: bool = False) -> Iterator[Batch]:
+    """Decoded, preprocessed batches in input order. `processes`: decode in DataLoader worker
+    processes (a backend that holds the GIL, like PyTorch); otherwise in threads (the torch-free
+    ONNX path). `keep_images`: batches also carry the decoded images, for pictures."""
+    workers = default_workers(threads=not processes) if workers is None else workers
+    make = _process_batches if processes else _thread_batches
+    yield from make(list(paths), prep, batch_size, workers, fast_decode, keep_images)
 
 
 def run(paths: Sequence[str], prep: Preprocess, backend: Callable, postprocess: Callable,
         batch_size: int = 32, workers: int | None = None, fast_decode: bool = True,
-        on_batch: Callable[[int], None] | None = None) -> Iterator[dict]:
-    """Yield one row per path, in order: postprocess(outputs, batch) rows, or error rows."""
-    torch_loader = getattr(backend, "name", "") == "torch"
-    for batch in batches(paths, prep, batch_size, workers, torch_loader, fast_decode):
+        on_batch: Callable[[int], None] | None = None, keep_images: bool = False) -> Iterator[dict]:
+    """Yield one row per path, in order: postprocess(outputs, batch) rows, or error rows
+    (`{"path", "error"}`; the caller adds the task's empty fields)."""
+    processes = getattr(backend, "decode_in_processes", False)
+    for batch in batches(paths, prep, batch_size, workers, processes, fast_decode, keep_images):
         outputs = backend(batch.images) if batch.images is not None else None
         ok = iter(postprocess(outputs, batch) if outputs is not None else [])
         for path, error in zip(batch.paths, batch.errors):

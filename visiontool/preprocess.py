@@ -1,9 +1,14 @@
-"""The one preprocessing path: decoded PIL image -> normalized float32 CHW array.
+"""The one preprocessing path: decoded PIL image -> normalized float32 CHW array, plus the
+geometry that maps the model's pixel coordinates back to the original image.
 
 Both backends and the training engine's evaluation use it, so a model sees the same
-numbers whether it runs in PyTorch or onnxruntime. It reproduces torchvision's
-`ImageClassification` transform (resize shorter side with antialiasing, center crop, scale to
-[0, 1], normalize) using Pillow, which is what torchvision itself calls for PIL images.
+numbers whether it runs in PyTorch or onnxruntime. Three ways to fit an image to the model:
+- "crop": torchvision's `ImageClassification` transform (resize shorter side with
+  antialiasing, center crop, scale to [0, 1], normalize), reproduced with Pillow, which is
+  what torchvision itself calls for PIL images: the same bits;
+- "letterbox": the longer side scaled to `crop`, the rest padded with the mean colour (which
+  normalizes to 0), so nothing of the image is lost (detectors);
+- "none": the image at its own size (models that resize inside, like torchvision's detectors).
 No torch import here.
 """
 
@@ -11,6 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -25,19 +31,50 @@ _INTERPOLATION = {
 }
 
 
+FITS = ("crop", "letterbox", "none")
+
+
+class Geometry(NamedTuple):
+    """Where an original image landed in the model's input: input = original * scale + offset."""
+
+    width: int  # original size, after EXIF orientation
+    height: int
+    scale_x: float
+    scale_y: float
+    left: float
+    top: float
+
+    def to_original(self, boxes: np.ndarray) -> np.ndarray:
+        """(n, 4) x1, y1, x2, y2 in input pixels -> original pixels, clipped to the image."""
+        out = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
+        out[:, 0::2] = ((out[:, 0::2] - self.left) / self.scale_x).clip(0, self.width)
+        out[:, 1::2] = ((out[:, 1::2] - self.top) / self.scale_y).clip(0, self.height)
+        return out
+
+
 @dataclass(frozen=True)
 class Preprocess:
-    crop: int  # side of the square the model sees
+    crop: int  # side of the square the model sees ("none": unused)
     resize: int  # shorter side is resized to this before the center crop (== crop: no margin)
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     channels: int = 3  # 3: RGB, 1: grayscale
     interpolation: str = "bilinear"
+    fit: str = "crop"  # crop | letterbox | none (see the module docstring)
 
     @property
     def mode(self) -> str:
         """The PIL mode images are decoded to."""
         return "L" if self.channels == 1 else "RGB"
+
+    @property
+    def draft(self) -> tuple[int, int] | None:
+        """The smallest decoded size this preprocessing needs (JPEGs may decode at a reduced
+        DCT scale down to it); None: full size."""
+        if self.fit == "none":
+            return None
+        side = self.resize if self.fit == "crop" else self.crop
+        return (side, side)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -61,19 +98,54 @@ class Preprocess:
         return (new_short, new_long) if width <= height else (new_long, new_short)
 
     def __call__(self, img: Image.Image) -> np.ndarray:
+        return self.apply(img)[0]
+
+    def apply(self, img: Image.Image, original: tuple[int, int] | None = None) -> tuple[np.ndarray, Geometry]:
+        """(input array, geometry). `original`: the image's size before a reduced-size decode,
+        so that the geometry maps back to the pixels the user sees (default: what `decode` noted)."""
+        original = original or img.info.get("original_size")
         if img.mode != self.mode:
             img = img.convert(self.mode)
-        size = self.resized_size(*img.size)
+        w0, h0 = img.size
+        ow, oh = original or img.size
+        fit = {"crop": self._crop, "letterbox": self._letterbox, "none": self._as_is}[self.fit]
+        img, sx, sy, left, top = fit(img)
+        return self._normalize(img), Geometry(ow, oh, sx * w0 / ow, sy * h0 / oh, left, top)
+
+    def _crop(self, img: Image.Image):
+        w0, h0 = img.size
+        size = self.resized_size(w0, h0)
         if size != img.size:
             img = img.resize(size, _INTERPOLATION[self.interpolation], reducing_gap=None)
         w, h = img.size
         c = self.crop
+        pad_x = pad_y = 0
         if w < c or h < c:  # torchvision pads with zeros before cropping; so do we
             padded = Image.new(img.mode, (max(w, c), max(h, c)))
-            padded.paste(img, ((max(w, c) - w) // 2, (max(h, c) - h) // 2))
-            img, (w, h) = padded, padded.size
-        top, left = int(round((h - c) / 2.0)), int(round((w - c) / 2.0))
+            pad_x, pad_y = (max(w, c) - w) // 2, (max(h, c) - h) // 2
+            padded.paste(img, (pad_x, pad_y))
+            img = padded
+        top, left = int(round((img.size[1] - c) / 2.0)), int(round((img.size[0] - c) / 2.0))
         img = img.crop((left, top, left + c, top + c))
+        return img, size[0] / w0, size[1] / h0, pad_x - left, pad_y - top
+
+    def _letterbox(self, img: Image.Image):
+        w0, h0 = img.size
+        c = self.crop
+        scale = c / max(w0, h0)
+        w, h = max(1, round(w0 * scale)), max(1, round(h0 * scale))
+        if (w, h) != img.size:
+            img = img.resize((w, h), _INTERPOLATION[self.interpolation], reducing_gap=None)
+        fill = tuple(round(m * 255) for m in self.mean)
+        canvas = Image.new(img.mode, (c, c), fill if len(fill) > 1 else fill[0])
+        left, top = (c - w) // 2, (c - h) // 2
+        canvas.paste(img, (left, top))
+        return canvas, w / w0, h / h0, left, top
+
+    def _as_is(self, img: Image.Image):
+        return img, 1.0, 1.0, 0, 0
+
+    def _normalize(self, img: Image.Image) -> np.ndarray:
         pixels = np.asarray(img)
         if pixels.ndim == 2:
             pixels = pixels[:, :, None]
@@ -85,3 +157,4 @@ class Preprocess:
         arr -= np.asarray(self.mean, dtype=np.float32)[:, None, None]
         arr /= np.asarray(self.std, dtype=np.float32)[:, None, None]
         return arr
+

@@ -179,3 +179,9 @@ def _unique(paths: list[str]) -> list[str]:
             seen.add(key)
             out.append(p)
     return out
+
+
+def short_path(path: str) -> str:
+    """A path as a table shows it: relative to the working folder when it is below it."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel

@@ -28,9 +28,12 @@ def format_for(path: Path) -> str:
 class RowWriter:
     """write(row) for each row, then close(); use as a context manager."""
 
-    def __init__(self, output: Path | None, flatten: Callable[[dict], dict]) -> None:
+    def __init__(self, output: Path | None, flatten: Callable[[dict], dict | list[dict]],
+                 columns: list[str] | None = None) -> None:
+        """`flatten(row)`: the CSV line (a dict) or lines (a list) of a row; `columns`: the
+        CSV header (default: the first line's keys)."""
         self.fmt = format_for(output) if output else "jsonl"
-        self.flatten, self.count = flatten, 0
+        self.flatten, self.columns, self.count = flatten, columns, 0
         self._atomic = atomic_write(output) if output else None
         if self._atomic is not None:
             self._tmp = self._atomic.__enter__()
@@ -46,10 +49,11 @@ class RowWriter:
             self._fh.write(("[\n  " if self.count == 0 else ",\n  ") + json.dumps(row, ensure_ascii=False))
         else:
             flat = self.flatten(row)
+            lines = flat if isinstance(flat, list) else [flat]
             if self._csv is None:
-                self._csv = csv.DictWriter(self._fh, fieldnames=list(flat))
+                self._csv = csv.DictWriter(self._fh, fieldnames=self.columns or list(lines[0]))
                 self._csv.writeheader()
-            self._csv.writerow(flat)
+            self._csv.writerows(lines)
         self.count += 1
         if self._atomic is None:
             self._fh.flush()

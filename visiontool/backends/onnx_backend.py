@@ -62,6 +62,7 @@ class OnnxBackend:
     """`fast_start`: build the graph with the cheaper optimization level (for a few images)."""
 
     name = "onnx"
+    decode_in_processes = False  # onnxruntime releases the GIL: threads decode alongside it
 
     def __init__(self, path: str | os.PathLike, device: str = "auto", threads: int | None = None,
                  fast_start: bool = False) -> None:
@@ -90,10 +91,33 @@ class OnnxBackend:
         except Exception as err:  # onnxruntime raises its own types for unreadable graphs
             raise WeightsError(f"{self.path}: onnxruntime cannot load it: {str(err).splitlines()[0]}") from None
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        x = np.asarray(batch, dtype=np.float16 if "float16" in self.input_type else np.float32)
-        out = self.session.run(None, {self.input_name: x})[0]
-        return out.astype(np.float32, copy=False)
+    def __call__(self, batch) -> list[np.ndarray]:
+        """Every output of the graph, floats as float32. A list of differently sized images
+        runs one at a time (graphs exported at batch 1) and the outputs are stacked."""
+        dtype = np.float16 if "float16" in self.input_type else np.float32
+        if isinstance(batch, (list, tuple)):
+            return _stack([self._run(np.asarray(b, dtype=dtype)[None]) for b in batch])
+        return self._run(np.asarray(batch, dtype=dtype))
+
+    def _run(self, x: np.ndarray) -> list[np.ndarray]:
+        outs = self.session.run(None, {self.input_name: x})
+        return [o.astype(np.float32, copy=False) if o.dtype.kind == "f" else o for o in outs]
+
+
+def _stack(per_image: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """Outputs of single-image runs -> batch outputs; rows of varying length are padded (with
+    -1 for integers, 0 for floats) to the longest, as the torch side pads detections."""
+    stacked = []
+    for parts in zip(*per_image):
+        longest = max(p.shape[1] if p.ndim > 1 else 1 for p in parts)
+        padded = []
+        for p in parts:
+            if p.ndim > 1 and p.shape[1] < longest:
+                fill = np.full((p.shape[0], longest - p.shape[1], *p.shape[2:]), -1 if p.dtype.kind == "i" else 0, p.dtype)
+                p = np.concatenate([p, fill], axis=1)
+            padded.append(p)
+        stacked.append(np.concatenate(padded))
+    return stacked
 
 
 def open_onnx(model: str, weights: str | None = None, device: str = "auto", offline: bool = False,

@@ -36,17 +36,27 @@ def fold_batch_norm(module: torch.nn.Module) -> torch.nn.Module:
 
 
 class TorchBackend:
+    """backend(batch) -> every output of the model as float32 numpy arrays, in order (a dict
+    output in its key order). A batch is one NCHW array, or a list of CHW arrays of different
+    sizes for models that take a list (torchvision's detectors)."""
+
     name = "torch"
+    decode_in_processes = True  # PyTorch holds the GIL in places: decoding runs in other processes
 
     def __init__(self, module: torch.nn.Module, device: str = "auto") -> None:
         self.device = resolve_device(device)
         self.module = fold_batch_norm(module.eval()).to(self.device, memory_format=torch.channels_last)
 
-    def __call__(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
-        x = torch.as_tensor(batch).to(self.device, non_blocking=True)
-        x = x.contiguous(memory_format=torch.channels_last)
+    def __call__(self, batch) -> list[np.ndarray]:
+        if isinstance(batch, (list, tuple)):
+            x = [torch.as_tensor(b).to(self.device, non_blocking=True) for b in batch]
+        else:
+            x = torch.as_tensor(batch).to(self.device, non_blocking=True)
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             out = self.module(x)
-        if isinstance(out, (tuple, list)):  # e.g. auxiliary heads: the first output is the answer
-            out = out[0]
-        return out.float().cpu().numpy()
+        if isinstance(out, dict):
+            out = list(out.values())
+        if not isinstance(out, (tuple, list)):
+            out = [out]
+        return [o.float().cpu().numpy() if o.is_floating_point() else o.cpu().numpy() for o in out]

@@ -14,8 +14,6 @@ import typer
 
 from visiontool.cli import options as opt
 
-TABLE_MAX_ROWS = 25  # more rows than this: a progress bar and a summary instead of a table
-
 
 def classify(
     sources: Annotated[List[str], typer.Argument(help="Image files, folders, globs, @list.txt, or - for paths on stdin.")],
@@ -33,28 +31,8 @@ def classify(
     quiet: opt.Quiet = False,
 ) -> None:
     """Classify images: one row per file with the top-k labels and scores."""
-    from visiontool.cli.runner import run_rows, short_path
-    from visiontool.tasks import classify as task
+    from visiontool.cli.runner import RunOptions, run_rows
+    from visiontool.tasks.classify import Classify
 
-    def show(rows, info):
-        from rich.table import Table
-
-        table = Table("file", "label", "score", *(["next"] if top_k > 1 else []), title=f"{info.extra.get('name') or info.arch} ({info.weights_source})")
-        for r in rows:
-            name = short_path(r["path"])
-            if r["error"]:
-                table.add_row(name, "[red]error[/]", "", r["error"])
-                continue
-            best, rest = r["top"][0], r["top"][1:]
-            extra = [", ".join(f"{t['label']} {t['score']:.3f}" for t in rest)] if top_k > 1 else []
-            table.add_row(name, best["label"], f"{best['score']:.3f}", *extra)
-        return table
-
-    run_rows(
-        sources=sources, recursive=recursive, model=model, weights=weights, backend=backend,
-        device=device, offline=offline, quiet=quiet, batch_size=batch_size, workers=workers,
-        exact_decode=exact_decode, output=output, task="classify",
-        make_postprocess=lambda info: task.postprocessor(info.labels, top_k),
-        flatten=lambda row: task.flatten(row, top_k), table=show, table_max_rows=TABLE_MAX_ROWS,
-        headline=lambda row: row["top"][0]["label"],
-    )
+    run_rows(Classify(top_k), RunOptions(sources, model, weights, backend, device, offline, quiet, batch_size,
+                                         workers, exact_decode, recursive, output))

@@ -1,63 +1,67 @@
-"""What every inference command does around its task: expand sources, open the model, run the
-pipeline with a progress bar, write rows, show a table or a summary, and set the exit code."""
+"""What every inference command does around its task: run the library's Inference with a
+progress bar, write rows, show a table or a summary, and set the exit code."""
 
 from __future__ import annotations
 
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import typer
 
-from visiontool.errors import EXIT_SKIPPED, UsageError
+from visiontool.errors import EXIT_SKIPPED
+
+TABLE_MAX_ROWS = 25  # more rows than this: a progress bar and a summary instead of a table
 
 
-def short_path(path: str) -> str:
-    """A path as a table shows it: relative to the working folder when it is below it."""
-    import os
+@dataclass
+class RunOptions:
+    """The options every inference command shares, as the CLI parsed them."""
 
-    rel = os.path.relpath(path)
-    return path if rel.startswith("..") else rel
+    sources: list[str]
+    model: str
+    weights: str | None = None
+    backend: str | None = None
+    device: str = "auto"
+    offline: bool = False
+    quiet: bool = False
+    batch_size: int = 32
+    workers: int | None = None
+    exact_decode: bool = False
+    recursive: bool = False
+    output: Path | None = None
 
 
-def run_rows(*, sources: list[str], recursive: bool, model: str, weights: str | None,
-             backend: str | None, device: str, offline: bool, quiet: bool, batch_size: int,
-             workers: int | None, exact_decode: bool, output: Path | None, task: str,
-             make_postprocess: Callable, flatten: Callable, table: Callable, table_max_rows: int,
-             headline: Callable[[dict], str | None] = lambda row: None) -> None:
-    from visiontool import pipeline, progress
-    from visiontool.backends import open_model
-    from visiontool.sources import expand
+def run_rows(task, o: RunOptions) -> None:
+    from visiontool import progress
+    from visiontool.infer import Inference
     from visiontool.writers import RowWriter, format_for
 
-    paths = expand(sources, recursive=recursive, stdin=sys.stdin)
-    if output is not None:
-        format_for(output)  # a bad --output fails before the model loads, not after the run
-    runner, info = open_model(model, weights, backend, device, offline, quiet, images=len(paths))
-    if info.task != task:
-        raise UsageError(f"--model {model} is a {info.task} model; `{task}` needs a {task} model")
+    if o.output is not None:
+        format_for(o.output)  # a bad --output fails before the model loads, not after the run
+    run = Inference(task, o.sources, o.model, o.weights, o.backend, o.device, o.offline, o.quiet,
+                    o.batch_size, o.workers, o.exact_decode, o.recursive, stdin=sys.stdin)
+    paths, info = run.paths, run.info
 
     # On a terminal with no --output, a few images get a table; otherwise rows are the output.
-    as_table = output is None and sys.stdout.isatty() and len(paths) <= table_max_rows
-    to_stdout = output is None and not sys.stdout.isatty()
-    show_bar = not quiet and not (as_table and len(paths) <= 1)
+    as_table = o.output is None and sys.stdout.isatty() and len(paths) <= TABLE_MAX_ROWS
+    to_stdout = o.output is None and not sys.stdout.isatty()
+    show_bar = not o.quiet and not (as_table and len(paths) <= 1)
 
     rows_kept: list[dict] = []
     skipped = 0
     labels: Counter = Counter()
     start = time.perf_counter()
-    writer = RowWriter(output, flatten) if (output is not None or to_stdout) else None
+    writer = RowWriter(o.output, task.csv_rows, task.csv_columns()) if (o.output is not None or to_stdout) else None
     try:
-        with progress.bar(f"{task} {info.arch}", total=len(paths), quiet=not show_bar) as bar:
-            for row in pipeline.run(paths, info.preprocess, runner, make_postprocess(info),
-                                    batch_size=batch_size, workers=workers,
-                                    fast_decode=not exact_decode, on_batch=bar.advance):
+        with progress.bar(f"{task.name} {info.arch}", total=len(paths), quiet=not show_bar) as bar:
+            for row in run.rows(on_batch=bar.advance):
                 if row["error"]:
                     skipped += 1
                     progress.warn(f"{row['path']}: {row['error']}")
-                elif (name := headline(row)) is not None:
+                elif (name := task.headline(row)) is not None:
                     labels[name] += 1
                 if writer is not None:
                     writer.write(row)
@@ -74,13 +78,13 @@ def run_rows(*, sources: list[str], recursive: bool, model: str, weights: str | 
     if as_table:
         from rich.console import Console
 
-        Console().print(table(rows_kept, info))
-    elif not quiet:
+        Console().print(task.table(rows_kept, info))
+    elif not o.quiet:
         done = len(paths) - skipped
         progress.info(f"{done} of {len(paths)} images done in {seconds:.1f} s "
                       f"({len(paths) / max(seconds, 1e-9):.1f} img/s), {skipped} skipped"
-                      + (f"; rows in {output}" if output else ""))
-        if labels and output is None and not to_stdout:
+                      + (f"; rows in {o.output}" if o.output else ""))
+        if labels and o.output is None and not to_stdout:
             common = ", ".join(f"{k} ({v})" for k, v in labels.most_common(5))
             progress.info(f"most common: {common}; use --output FILE.jsonl to keep every row")
     if skipped:

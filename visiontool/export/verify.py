@@ -75,14 +75,14 @@ def verify(onnx_path, module, info: ModelInfo, arrays: list[np.ndarray], precisi
     if session.info != info:
         raise ExportError(f"the written metadata does not describe the model: {session.info} != {info}")
     x = np.stack(arrays).astype(np.float32)
-    reference = TorchBackend(module, device)(x)
+    reference = TorchBackend(module, device)(x)[0]
 
     pieces, sizes = _run(session, x, fixed_batch)
     if other_size:
         y = np.stack(other_size).astype(np.float32)
         try:
-            ref_y = TorchBackend(module, device)(y)
-            out_y = session(y if fixed_batch is None else np.resize(y, (fixed_batch, *y.shape[1:])))[: len(y)]
+            ref_y = TorchBackend(module, device)(y)[0]
+            out_y = session(y if fixed_batch is None else np.resize(y, (fixed_batch, *y.shape[1:])))[0][: len(y)]
         except Exception as err:
             raise ExportError(f"--dynamic-size: {info.arch} does not run at {y.shape[-1]}x{y.shape[-2]} "
                               f"({str(err).splitlines()[0][:200]}); export it without --dynamic-size") from None
@@ -110,11 +110,11 @@ def _run(session, x: np.ndarray, fixed_batch: int | None):
     if fixed_batch is None:
         starts = [0] + list(range(0, len(x), LARGE_BATCH))
         runs = [(0, x[:1])] + [(s, x[s : s + LARGE_BATCH]) for s in starts[1:]]
-        return [(s, session(r)) for s, r in runs], sorted({len(r) for _, r in runs})
+        return [(s, session(r)[0]) for s, r in runs], sorted({len(r) for _, r in runs})
     pieces = []
     for s in range(0, len(x), fixed_batch):
         chunk = x[s : s + fixed_batch]
         if len(chunk) < fixed_batch:
             chunk = np.concatenate([chunk, np.resize(x, (fixed_batch - len(chunk), *x.shape[1:]))])
-        pieces.append((s, session(chunk)[: len(x) - s]))
+        pieces.append((s, session(chunk)[0][: len(x) - s]))
     return pieces, [fixed_batch]

@@ -1,1 +1,50 @@
-"""One module per task: how outputs become rows, and how rows are shown."""
+"""Tasks: what differs between classify, detect, segment and stylize, in one object each.
+
+A task turns a model's outputs into rows and shows them; the shared parts (sources, pipeline,
+backends, runner, writers) call these methods and never ask which task they serve:
+
+    fields                      the row's own fields (error rows carry them as null)
+    postprocess(outputs, batch, info) -> one dict of those fields per decoded image
+    csv_columns(), csv_rows(row)      the CSV form: a fixed header, one or more lines per row
+    headline(row)               a one-word summary for the end-of-run counts (or None)
+    table(rows, info)           the terminal table for a handful of images
+    keep_images / save(row, image)    pictures written next to the rows (annotated images)
+
+Importing this package imports no torch; task modules import theirs when a model runs.
+"""
+
+from __future__ import annotations
+
+from visiontool.errors import UsageError
+
+TASKS = ("classify", "detect")
+
+
+class Task:
+    """Defaults shared by every task."""
+
+    name = ""
+    fields: tuple[str, ...] = ()
+    keep_images = False  # True: batches carry the decoded images for save()
+
+    def postprocess(self, outputs: list, batch, info) -> list[dict]:
+        raise NotImplementedError
+
+    def csv_columns(self) -> list[str]:
+        raise NotImplementedError
+
+    def csv_rows(self, row: dict) -> list[dict]:
+        raise NotImplementedError
+
+    def headline(self, row: dict) -> str | None:
+        return None
+
+    def table(self, rows: list[dict], info):
+        raise NotImplementedError
+
+    def save(self, row: dict, image) -> None:
+        """Write the pictures of one decoded image (keep_images tasks only)."""
+
+    def check_model(self, info, model: str) -> None:
+        if info.task != self.name:
+            raise UsageError(f"--model {model} is a {info.task} model; `{self.name}` needs a {self.name} model")

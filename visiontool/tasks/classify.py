@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from visiontool.tasks import Task
+
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
@@ -25,10 +27,6 @@ def top_k_rows(logits: np.ndarray, labels: list[str], k: int) -> list[dict]:
     ]
 
 
-def postprocessor(labels: list[str], k: int):
-    return lambda outputs, batch: top_k_rows(outputs, labels, k)
-
-
 def flatten(row: dict, k: int) -> dict:
     """The CSV form of a row: top-k as numbered columns."""
     flat = {"path": row["path"]}
@@ -40,3 +38,41 @@ def flatten(row: dict, k: int) -> dict:
         flat[f"score_{j + 1}"] = t.get("score", "")
     flat["error"] = row.get("error") or ""
     return flat
+
+
+class Classify(Task):
+    name = "classify"
+    fields = ("top",)
+
+    def __init__(self, top_k: int = 5) -> None:
+        self.top_k = top_k
+
+    def postprocess(self, outputs, batch, info) -> list[dict]:
+        return top_k_rows(outputs[0], info.labels, self.top_k)  # the first output is the answer
+
+    def csv_columns(self) -> list[str]:
+        return list(flatten({"path": ""}, self.top_k))
+
+    def csv_rows(self, row: dict) -> list[dict]:
+        return [flatten(row, self.top_k)]
+
+    def headline(self, row: dict) -> str | None:
+        return row["top"][0]["label"]
+
+    def table(self, rows, info):
+        from rich.table import Table
+
+        from visiontool.sources import short_path
+
+        more = self.top_k > 1
+        table = Table("file", "label", "score", *(["next"] if more else []),
+                      title=f"{info.extra.get('name') or info.arch} ({info.weights_source})")
+        for r in rows:
+            name = short_path(r["path"])
+            if r["error"]:
+                table.add_row(name, "[red]error[/]", "", r["error"])
+                continue
+            best, rest = r["top"][0], r["top"][1:]
+            extra = [", ".join(f"{t['label']} {t['score']:.3f}" for t in rest)] if more else []
+            table.add_row(name, best["label"], f"{best['score']:.3f}", *extra)
+        return table

@@ -174,9 +174,8 @@ def decode_uint8(path: Path, pp: Preprocess) -> np.ndarray:
     validation images are the very pixels `classify` will feed it.
     """
     from visiontool.imageio import decode
-    from visiontool.pipeline import draft_size
 
-    img = decode(path, pp.mode, draft=draft_size(pp))
+    img = decode(path, pp.mode, draft=pp.draft)
     # Preprocess with mean 0 and std 1 gives pixel/255 in float32; *255 and rounding recovers
     # the exact uint8 pixels, so the one resize/crop implementation is shared with inference.
     unit = _geometry_only(pp)(img)
