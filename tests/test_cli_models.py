@@ -52,8 +52,8 @@ def test_models_json_and_pattern(user_weights):
 
 
 def test_models_bad_task_and_empty_pattern_are_usage_errors():
-    result = runner.invoke(app, ["models", "--task", "detect"])
-    assert result.exit_code == 2 and "--task detect: unknown" in result.stderr
+    result = runner.invoke(app, ["models", "--task", "painting"])
+    assert result.exit_code == 2 and "--task painting: unknown" in result.stderr
     result = runner.invoke(app, ["models", "nothing-like-this"])
     assert result.exit_code == 2 and "no model matches 'nothing-like-this'" in result.stderr
 
@@ -122,3 +122,14 @@ def test_help_imports_no_torch(args):
                          cwd=Path(__file__).parent)
     assert "Usage" in out.stdout
     assert out.stdout.strip().splitlines()[-1] == "HEAVY []", out.stdout + out.stderr
+
+
+def test_models_lists_torchvision_detectors_with_the_classifier_columns():
+    result = runner.invoke(app, ["models", "--json", "--task", "detect", "fasterrcnn*"])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert {"fasterrcnn_resnet50_fpn", "fasterrcnn_mobilenet_v3_large_320_fpn"} <= set(rows)
+    small = rows["fasterrcnn_mobilenet_v3_large_320_fpn"]
+    assert small["task"] == "detect" and small["input_size"] == 320  # the shorter side it resizes to
+    assert small["params"] == 19386354 and small["default_weights"] == "COCO_V1"
+    assert set(small) == set(json.loads(runner.invoke(app, ["models", "--json", "resnet18"]).stdout)[0])

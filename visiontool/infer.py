@@ -39,11 +39,17 @@ class Inference:
 
         def postprocess(outputs, batch):
             rows = task.postprocess(outputs, batch, info)
-            for row, image in zip(rows, batch.originals):
-                task.save(row, image)
+            decoded = [p for p, e in zip(batch.paths, batch.errors) if e is None]
+            for path, row, image in zip(decoded, rows, batch.originals):
+                task.save(path, row, image)
             return rows
 
-        yield from pipeline.run(self.paths, info.preprocess, self.runner, postprocess,
-                                batch_size=self.batch_size, workers=self.workers,
-                                fast_decode=not self.exact_decode, on_batch=on_batch,
-                                keep_images=task.keep_images)
+        ok = False
+        try:
+            yield from pipeline.run(self.paths, info.preprocess, self.runner, postprocess,
+                                    batch_size=self.batch_size, workers=self.workers,
+                                    fast_decode=not self.exact_decode, on_batch=on_batch,
+                                    keep_images=task.keep_images)
+            ok = True
+        finally:
+            task.finish(ok)

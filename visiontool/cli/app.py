@@ -12,7 +12,7 @@ from visiontool.errors import EXIT_FATAL
 
 app = typer.Typer(
     name="visiontool",
-    help="Classify images with any CNN, train one on your folder dataset, export it to ONNX.",
+    help="Classify and detect with any CNN, train one on your own dataset, export it to ONNX.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -37,9 +37,10 @@ def _root(
 def _register() -> None:
     # Each module defines its command with Typer's public API; none imports torch at import.
     # One line per command, in the order `--help` lists them.
-    from visiontool.cli import benchmark, classify, export, models, train, val, weights
+    from visiontool.cli import benchmark, classify, detect, export, models, train, val, weights
 
     app.command("classify")(command(classify.classify))
+    app.command("detect")(command(detect.detect))
     app.command("models")(command(models.models))
     app.add_typer(weights.app, name="weights")
     app.command("export")(command(export.export))

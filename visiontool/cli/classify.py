@@ -26,7 +26,7 @@ def classify(
     backend: opt.Backend = None,
     recursive: opt.Recursive = False,
     output: opt.Output = None,
-    exact_decode: Annotated[bool, typer.Option(help="Decode JPEGs at full size even when a reduced-size decode would do (slower, bit-exact with torchvision).")] = False,
+    exact_decode: opt.ExactDecode = False,
     offline: opt.Offline = False,
     quiet: opt.Quiet = False,
 ) -> None:

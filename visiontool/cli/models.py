@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-Task = Annotated[Optional[str], typer.Option(help="Only models for this task (classify).")]
+Task = Annotated[Optional[str], typer.Option(help="Only models for this task (classify, detect).")]
 Pattern = Annotated[Optional[str], typer.Argument(help="Glob (resnet*) or substring of the names.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
@@ -23,7 +23,7 @@ def models(task: Task = None, pattern: Pattern = None, as_json: Json = False) ->
     from visiontool.errors import UsageError
     from visiontool.models import registry
 
-    tasks = {registry.TASK_CLASSIFY}
+    tasks = {registry.TASK_CLASSIFY, registry.TASK_DETECT}
     if task is not None and task not in tasks:
         raise UsageError(f"--task {task}: unknown (known: {', '.join(sorted(tasks))})")
     specs = registry.list_specs(task=task, pattern=pattern)
@@ -53,7 +53,7 @@ def _row(spec) -> dict:
         "task": spec.task,
         "arch": spec.arch,
         "params": registry.param_count(spec),
-        "input_size": spec.input_size,
+        "input_size": registry.input_size(spec),
         "weights": names,
         "default_weights": default,
         "local": local,

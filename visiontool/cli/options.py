@@ -47,3 +47,7 @@ Recursive = Annotated[bool, typer.Option("--recursive", "-r", help="Descend into
 Backend = Annotated[
     Optional[str], typer.Option(help="torch or onnx (default: from the model argument).")
 ]
+ExactDecode = Annotated[
+    bool,
+    typer.Option(help="Decode JPEGs at full size even when a reduced-size decode would do (slower, bit-exact with torchvision)."),
+]

@@ -105,7 +105,7 @@ def _from_checkpoint(path: Path, num_classes: int | None, name: str) -> LoadedMo
         weights_source=str(path),
         extra={"name": name, "num_classes": outputs, "arch_kwargs": kwargs},
     )
-    return LoadedModel(module.eval(), info)
+    return LoadedModel(registry.for_inference(arch, module).eval(), info)
 
 
 def _random_init(spec: registry.ModelSpec, num_classes: int | None) -> LoadedModel:
@@ -161,7 +161,7 @@ def _from_torchvision(spec, choice: str, offline: bool, quiet: bool, num_classes
         weights_source=f"{spec.arch}.{chosen.name} ({path})",
         extra={"name": spec.name, "num_classes": outputs, "arch_kwargs": kwargs},
     )
-    return LoadedModel(module.eval(), info)
+    return LoadedModel(registry.for_inference(spec.arch, module).eval(), info)
 
 
 def _finish(spec, module, outputs: int, kwargs: dict, source: str, preprocess) -> LoadedModel:
@@ -175,7 +175,7 @@ def _finish(spec, module, outputs: int, kwargs: dict, source: str, preprocess) -
         weights_source=source,
         extra={"name": spec.name, "num_classes": outputs, "arch_kwargs": kwargs},
     )
-    return LoadedModel(module.eval(), info)
+    return LoadedModel(registry.for_inference(spec.arch, module).eval(), info)
 
 
 def _numbered(n: int) -> list[str]:

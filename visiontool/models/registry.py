@@ -28,9 +28,14 @@ if TYPE_CHECKING:
     from torch import nn
 
 TASK_CLASSIFY = "classify"
+TASK_DETECT = "detect"
 LENET5 = "lenet5"
 # LeNet-5 sees a 32x32 grayscale field; inputs are scaled to [-1, 1].
 LENET5_PREPROCESS = Preprocess(crop=32, resize=32, mean=(0.5,), std=(0.5,), channels=1)
+
+# torchvision's detectors resize and normalize inside the model (GeneralizedRCNNTransform and
+# kin): they get the image as it is, scaled to [0, 1].
+DETECTOR_PREPROCESS = Preprocess(crop=0, resize=0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), fit="none")
 
 # Constructor defaults that differ from torchvision's for these two: no auxiliary heads
 # (inference and our training use the main head only) and an explicit init (silences the
@@ -64,25 +69,39 @@ def _torchvision_specs() -> tuple[ModelSpec, ...]:
     from torchvision.models import get_model_weights, list_models
 
     specs = []
-    for name in list_models(module=torchvision.models):
-        enum = get_model_weights(name)
-        default = enum.DEFAULT
-        specs.append(
-            ModelSpec(
-                name=name,
-                task=TASK_CLASSIFY,
-                arch=name,
-                num_params=default.meta.get("num_params"),
-                input_size=default.transforms.keywords["crop_size"],
-                preprocess=preprocess_from_weights(default),
-                labels=tuple(default.meta["categories"]),
-                weights=tuple(w.name for w in enum),
-                default_weights=default.name,
-                description=f"torchvision {name}",
-                num_classes=len(default.meta["categories"]),
+    for module, task in ((torchvision.models, TASK_CLASSIFY), (torchvision.models.detection, TASK_DETECT)):
+        for name in list_models(module=module):
+            enum = get_model_weights(name)
+            default = enum.DEFAULT
+            preprocess = preprocess_from_weights(default) if task == TASK_CLASSIFY else DETECTOR_PREPROCESS
+            specs.append(
+                ModelSpec(
+                    name=name,
+                    task=task,
+                    arch=name,
+                    num_params=default.meta.get("num_params"),
+                    input_size=preprocess.crop,  # 0 for detectors: see input_size()
+                    preprocess=preprocess,
+                    labels=tuple(default.meta["categories"]),
+                    weights=tuple(w.name for w in enum),
+                    default_weights=default.name,
+                    description=f"torchvision {name}",
+                    num_classes=len(default.meta["categories"]),
+                )
             )
-        )
     return tuple(specs)
+
+
+def input_size(spec: ModelSpec) -> int:
+    """The side the model sees; for torchvision's detectors, the shorter side they resize images
+    to inside themselves (read from the network built on the meta device: no memory, no weights)."""
+    if spec.input_size:
+        return spec.input_size
+    import torch
+
+    with torch.device("meta"):
+        module = build(spec.arch, spec.num_classes, **spec.arch_kwargs)
+    return int(module.transform.min_size[-1])
 
 
 def preprocess_from_weights(weights) -> Preprocess:
@@ -183,13 +202,33 @@ def build(arch: str, num_classes: int, **arch_kwargs) -> "nn.Module":
         from visiontool.models.lenet import LeNet5
 
         return LeNet5(num_classes=num_classes, **arch_kwargs)
-    tv_names = {s.arch for s in _torchvision_specs()}
+    tv_names = _torchvision_names()
     if arch not in tv_names:
         raise UsageError(f"unknown architecture {arch!r}{_suggest(arch, sorted(tv_names | {LENET5}))}")
     from torchvision.models import get_model
 
     kwargs = {**_ARCH_DEFAULTS.get(arch, {}), **arch_kwargs}
+    if arch in _torchvision_names(TASK_DETECT):  # never the ImageNet backbone download its builder would start
+        kwargs.setdefault("weights_backbone", None)
     return get_model(arch, weights=None, num_classes=num_classes, **kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def _torchvision_names(task: str | None = None) -> frozenset[str]:
+    import torchvision
+
+    modules = {TASK_CLASSIFY: torchvision.models, TASK_DETECT: torchvision.models.detection}
+    return frozenset(n for t, m in modules.items() if task in (None, t) for n in torchvision.models.list_models(module=m))
+
+
+def for_inference(arch: str, module: "nn.Module") -> "nn.Module":
+    """The module as the backends run it: torchvision's detectors answer with a list of dicts,
+    which an adapter turns into padded tensors (one output convention for every detector)."""
+    if arch in _torchvision_names(TASK_DETECT):
+        from visiontool.models.detection import TorchvisionDetector
+
+        return TorchvisionDetector(module)
+    return module
 
 
 def count_params(arch: str, num_classes: int, **arch_kwargs) -> int:

@@ -8,7 +8,8 @@ backends, runner, writers) call these methods and never ask which task they serv
     csv_columns(), csv_rows(row)      the CSV form: a fixed header, one or more lines per row
     headline(row)               a one-word summary for the end-of-run counts (or None)
     table(rows, info)           the terminal table for a handful of images
-    keep_images / save(row, image)    pictures written next to the rows (annotated images)
+    keep_images / save(path, row, image)  pictures of a decoded image (annotated images)
+    finish(ok)                  close what the task writes besides rows (kept only when ok)
 
 Importing this package imports no torch; task modules import theirs when a model runs.
 """
@@ -42,8 +43,11 @@ class Task:
     def table(self, rows: list[dict], info):
         raise NotImplementedError
 
-    def save(self, row: dict, image) -> None:
+    def save(self, path: str, row: dict, image) -> None:
         """Write the pictures of one decoded image (keep_images tasks only)."""
+
+    def finish(self, ok: bool) -> None:
+        """The run ended (ok: every row was produced); side files are completed or dropped."""
 
     def check_model(self, info, model: str) -> None:
         if info.task != self.name:

@@ -1,0 +1,215 @@
+"""Object detection: boxes in the original image's pixels, best score first.
+
+Row (README, "Output schema"):
+    {"path", "width", "height",
+     "detections": [{"box": [x1, y1, x2, y2], "label", "index", "score"}], "error"}
+
+Models answer in one of two forms, told apart by their outputs:
+- boxes, scores, labels (B, M, ...), padded with label -1: torchvision's detectors through
+  their adapter (models/detection.py), and their ONNX exports;
+- one raw head tensor that the architecture's torch-free decoder turns into boxes (the
+  project's own detectors; decoders.py holds them, so the ONNX path needs no torch).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from visiontool.errors import UsageError
+from visiontool.tasks import Task
+
+CSV_COLUMNS = ["path", "width", "height", "det", "x1", "y1", "x2", "y2", "label", "index", "score", "error"]
+
+
+class Detect(Task):
+    name = "detect"
+    fields = ("width", "height", "detections")
+
+    def __init__(self, conf: float = 0.25, iou: float = 0.5, classes=None, max_det: int = 100,
+                 save_dir: str | Path | None = None, save_crops: bool = False,
+                 coco_json: str | Path | None = None) -> None:
+        if not 0.0 <= conf <= 1.0 or not 0.0 < iou <= 1.0:
+            raise UsageError(f"--conf {conf} and --iou {iou} must lie in [0, 1] and (0, 1]")
+        if max_det < 1:
+            raise UsageError(f"--max-det {max_det}: must be at least 1")
+        if save_crops and save_dir is None:
+            raise UsageError("--save-crops writes into --save-dir: give --save-dir DIR")
+        self.conf, self.iou, self.max_det, self.classes = conf, iou, max_det, classes
+        self.save_dir, self.save_crops = (Path(save_dir) if save_dir else None), save_crops
+        self.keep_images = save_dir is not None
+        self._wanted: set[int] | None = None
+        self._names = None
+        if coco_json is not None and Path(coco_json).suffix.lower() != ".json":
+            raise UsageError(f"--coco-json {coco_json}: the file name must end in .json")
+        self.coco = CocoResults(Path(coco_json)) if coco_json else None
+
+    def check_model(self, info, model: str) -> None:
+        super().check_model(info, model)
+        self._wanted = wanted_classes(self.classes, info.labels)
+        if self.save_dir is not None:
+            from visiontool.render import NameKeeper
+
+            self._names = NameKeeper(self.save_dir)
+
+    def postprocess(self, outputs, batch, info) -> list[dict]:
+        per_image = found_boxes(outputs, info, self.conf, self.iou, self.max_det)
+        rows = []
+        for (boxes, scores, labels), geometry in zip(per_image, batch.geometries):
+            keep = [i for i in range(len(scores)) if scores[i] >= self.conf
+                    and (self._wanted is None or int(labels[i]) in self._wanted)][: self.max_det]
+            boxes = geometry.to_original(boxes[keep])
+            rows.append({"width": geometry.width, "height": geometry.height, "detections": [
+                {"box": [round(float(v), 2) for v in box], "label": label_of(info.labels, int(labels[i])),
+                 "index": int(labels[i]), "score": round(float(scores[i]), 5)}
+                for box, i in zip(boxes, keep)]})
+        if self.coco is not None:
+            decoded = [p for p, e in zip(batch.paths, batch.errors) if e is None]
+            for path, row in zip(decoded, rows):
+                self.coco.add(path, row["detections"])
+        return rows
+
+    def finish(self, ok: bool) -> None:
+        if self.coco is not None:
+            self.coco.close(ok)
+
+    def csv_columns(self) -> list[str]:
+        return CSV_COLUMNS
+
+    def csv_rows(self, row: dict) -> list[dict]:
+        base = {"path": row["path"], "width": row.get("width", ""), "height": row.get("height", ""),
+                "error": row.get("error") or ""}
+        found = row.get("detections") or []
+        if not found:
+            return [{**dict.fromkeys(CSV_COLUMNS, ""), **base}]
+        return [{**base, "det": n, **dict(zip(("x1", "y1", "x2", "y2"), d["box"])), "label": d["label"],
+                 "index": d["index"], "score": d["score"]} for n, d in enumerate(found)]
+
+    def headline(self, row: dict) -> str | None:
+        found = row["detections"]
+        return found[0]["label"] if found else "nothing found"
+
+    def table(self, rows, info):
+        from rich.table import Table
+
+        from visiontool.sources import short_path
+
+        table = Table("file", "size", "objects", "found", title=f"{info.extra.get('name') or info.arch} ({info.weights_source})")
+        for r in rows:
+            name = short_path(r["path"])
+            if r["error"]:
+                table.add_row(name, "", "[red]error[/]", r["error"])
+                continue
+            found = ", ".join(f"{d['label']} {d['score']:.2f}" for d in r["detections"][:8])
+            more = len(r["detections"]) - 8
+            table.add_row(name, f"{r['width']}x{r['height']}", str(len(r["detections"])),
+                          found + (f" (+{more})" if more > 0 else ""))
+        return table
+
+    def save(self, path: str, row: dict, image) -> None:
+        from visiontool import render
+
+        out = self._names.name(path)
+        render.save_image(out, render.draw_detections(image, row["detections"]))
+        row["annotated"] = str(out)
+        if self.save_crops:
+            stem = out.stem
+            for n, (label, _, crop) in enumerate(render.crop_detections(image, row["detections"])):
+                render.save_image(self.save_dir / "crops" / safe_folder(label) / f"{stem}_{n}.jpg", crop)
+
+
+def found_boxes(outputs, info, conf: float, iou: float, max_det: int):
+    """Per image (boxes (k, 4) in input pixels, scores (k,), labels (k,)), best score first."""
+    if len(outputs) == 3:  # boxes, scores, labels
+        boxes, scores, labels = outputs
+        per_image = []
+        for b, s, lab in zip(boxes, scores, labels):
+            real = lab >= 0
+            order = np.argsort(-s[real], kind="stable")
+            per_image.append((b[real][order], s[real][order], lab[real][order]))
+        return per_image
+    from visiontool.models import decoders
+
+    return decoders.decode(info, outputs[0], conf, iou, max_det)
+
+
+def wanted_classes(classes, labels: list[str]) -> set[int] | None:
+    """--classes as names or indices (comma-separated or repeated) -> label indices."""
+    if not classes:
+        return None
+    items = [c.strip() for item in ([classes] if isinstance(classes, str) else classes) for c in str(item).split(",")]
+    wanted = set()
+    for item in filter(None, items):
+        if item in labels:
+            wanted.add(labels.index(item))
+        elif item.isdigit() and int(item) < len(labels):
+            wanted.add(int(item))
+        else:
+            shown = ", ".join(l for l in labels if l not in ("__background__", "N/A"))[:300]
+            raise UsageError(f"--classes {item}: not a class of this model (its classes: {shown})")
+    return wanted
+
+
+def label_of(labels: list[str], index: int) -> str:
+    return labels[index] if 0 <= index < len(labels) else str(index)
+
+
+def safe_folder(label: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_. " else "_" for c in label).strip() or "unnamed"
+
+
+class CocoResults:
+    """--coco-json: detections as COCO results, streamed into the file as they come.
+
+    Images from a COCO dataset (an instances_*.json beside them, or in an annotations/ folder
+    up to two levels above, that lists the file) get the dataset's image ids, and labels its
+    category ids by name; otherwise images are numbered from 1 in input order and the
+    category id is the model's label index (for torchvision's COCO weights, that is COCO's id).
+    """
+
+    def __init__(self, path: Path) -> None:
+        from visiontool.writers import RowWriter
+
+        self.path, self.writer, self.count = path, RowWriter(path, lambda r: r), 0
+        self._datasets: dict[Path, tuple[dict, dict] | None] = {}
+
+    def add(self, path: str, detections: list[dict]) -> None:
+        self.count += 1
+        image_id, categories = self._ids(Path(path))
+        for d in detections:
+            x1, y1, x2, y2 = d["box"]
+            self.writer.write({"image_id": image_id if image_id is not None else self.count,
+                               "category_id": categories.get(d["label"], d["index"]),
+                               "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                               "score": round(d["score"], 5)})
+
+    def close(self, ok: bool) -> None:
+        self.writer.close(ok)
+
+    def _ids(self, path: Path) -> tuple[int | None, dict]:
+        for folder in (path.parent, path.parent.parent, path.parent.parent.parent):
+            found = self._dataset(folder)
+            if found is not None:
+                images, categories = found
+                image_id = images.get(path.name) or images.get(str(path.relative_to(folder)) if path.is_relative_to(folder) else "")
+                if image_id is not None:
+                    return image_id, categories
+        return None, {}
+
+    def _dataset(self, folder: Path):
+        if folder not in self._datasets:
+            import json
+
+            self._datasets[folder] = None
+            for ann in sorted([*folder.glob("instances_*.json"), *folder.glob("annotations/instances_*.json")]):
+                try:
+                    data = json.loads(ann.read_text())
+                    images = {img["file_name"]: img["id"] for img in data["images"]}
+                    images.update({Path(k).name: v for k, v in list(images.items())})
+                    categories = {c["name"]: c["id"] for c in data["categories"]}
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue  # not a COCO annotation file after all
+                known = self._datasets[folder]
+                self._datasets[folder] = (images, categories) if known is None else ({**known[0], **images}, {**known[1], **categories})
+        return self._datasets[folder]
