@@ -155,6 +155,32 @@ def decode(
     return im
 
 
+def upright_size(path: str | os.PathLike) -> tuple[int, int, int]:
+    """(width, height, EXIF orientation) of the picture as `decode` shows it, read from the
+    file's header alone: no pixel data is decoded, so a dataset's sizes cost one small read each.
+
+    Raises DecodeError (one-line reason) when the header cannot be read.
+    """
+    try:
+        with open(path, "rb") as f:
+            im = Image.open(f)
+            w, h = im.size
+            orientation = _orientation(im)
+    except FileNotFoundError:
+        raise DecodeError(path, "file not found") from None
+    except PermissionError:
+        raise DecodeError(path, "permission denied") from None
+    except IsADirectoryError:
+        raise DecodeError(path, "is a folder, not an image file") from None
+    except UnidentifiedImageError:
+        raise DecodeError(path, "not an image (unrecognised content)") from None
+    except Image.DecompressionBombError as e:
+        raise DecodeError(path, f"image too large to decode safely ({e})") from None
+    except Exception:  # noqa: BLE001 - Pillow's plugins signal bad headers with many exception types
+        raise DecodeError(path, "truncated or corrupt image header") from None
+    return (h, w, orientation) if orientation in _SWAPS_SIDES else (w, h, orientation)
+
+
 def _jpeg_draft(im: Image.Image, mode: str, size: tuple[int, int]) -> None:
     """Ask the JPEG decoder for a reduced DCT scale (and, for "L", the luma plane only)."""
     w, h = size
