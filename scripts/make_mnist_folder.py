@@ -16,6 +16,20 @@ import numpy as np
 from PIL import Image
 
 SPLITS = (("heldout", 100), ("val", 40), ("train", 360))  # per digit; 500 digits each in all
+SEED = 20261127
+
+
+def split_indices(labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Indices of the digits in each split, sorted; the same on every machine."""
+    rng = np.random.default_rng(SEED)
+    parts: dict[str, list[np.ndarray]] = {split: [] for split, _ in SPLITS}
+    for digit in range(10):
+        idx = rng.permutation(np.flatnonzero(labels == digit))
+        start = 0
+        for split, count in SPLITS:
+            parts[split].append(idx[start : start + count])
+            start += count
+    return {split: np.sort(np.concatenate(chunks)) for split, chunks in parts.items()}
 
 
 def main() -> None:
@@ -27,16 +41,11 @@ def main() -> None:
 
     images, labels = mnist_data()
     images = images.reshape(-1, 28, 28).astype(np.uint8)
-    rng = np.random.default_rng(20261127)
-    for digit in range(10):
-        idx = rng.permutation(np.flatnonzero(labels == digit))
-        start = 0
-        for split, count in SPLITS:
-            folder = args.out / split / str(digit)
+    for split, idx in split_indices(labels).items():
+        for i in idx:
+            folder = args.out / split / str(labels[i])
             folder.mkdir(parents=True, exist_ok=True)
-            for i in idx[start : start + count]:
-                Image.fromarray(images[i]).save(folder / f"{i:04d}.png")
-            start += count
+            Image.fromarray(images[i]).save(folder / f"{i:04d}.png")
     print(f"wrote {len(labels)} digits under {args.out}")
 
 

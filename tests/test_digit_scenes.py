@@ -1,0 +1,156 @@
+"""scripts/digit_scenes.py: exact boxes and masks, both layouts agree, held-out pools stay apart, seeds repeat."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"test_{name}", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return _load("digit_scenes")
+
+
+def _check_boxes_against_mask(boxes: np.ndarray, labels: np.ndarray, mask: np.ndarray, margin: int) -> None:
+    height, width = mask.shape
+    covered = np.zeros(mask.shape, bool)
+    for (x0, y0, x1, y1), label in zip(boxes.tolist(), labels.tolist()):
+        assert 20 <= y1 - y0 <= 80
+        assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
+        # the window around the box holds this digit's ink only, and that ink fills the box edge to edge
+        wx0, wy0 = max(round(x0) - margin, 0), max(round(y0) - margin, 0)
+        window = mask[wy0 : round(y1) + margin, wx0 : round(x1) + margin]
+        assert set(np.unique(window).tolist()) <= {0, 1 + label}
+        rows, cols = np.flatnonzero(window.any(1)) + wy0, np.flatnonzero(window.any(0)) + wx0
+        assert abs(rows[0] - y0) <= 1 and abs(rows[-1] + 1 - y1) <= 1
+        assert abs(cols[0] - x0) <= 1 and abs(cols[-1] + 1 - x1) <= 1
+        covered[round(y0) : round(y1), round(x0) : round(x1)] = True
+    assert not (mask.astype(bool) & ~covered).any()  # no ink outside the boxes
+
+
+def _intersect(a, b, margin: float = 0.0) -> bool:
+    return a[0] < b[2] + margin and b[0] < a[2] + margin and a[1] < b[3] + margin and b[1] < a[3] + margin
+
+
+def test_boxes_are_tight_to_the_ink_and_never_overlap(ds):
+    pools = ds.load_pools("train")
+    digits = 0
+    for i in range(40):
+        rng = np.random.default_rng([7, i])
+        width, height = (int(v) for v in rng.integers(160, 641, 2))
+        scene = ds.make_scene(rng, pools, width, height)
+        assert scene.image.shape == (height, width, 3) and scene.image.dtype == np.uint8
+        assert scene.mask.shape == (height, width) and scene.mask.dtype == np.uint8
+        assert scene.boxes.dtype == np.float32 and scene.boxes.shape == (len(scene.labels), 4)
+        assert scene.labels.dtype == np.int64 and set(scene.labels.tolist()) <= set(range(10))
+        _check_boxes_against_mask(scene.boxes, scene.labels, scene.mask, ds.MARGIN // 2)
+        for a in range(len(scene.boxes)):
+            for b in range(a):
+                assert not _intersect(scene.boxes[a], scene.boxes[b], margin=ds.MARGIN - 1)
+        digits += len(scene.labels)
+    assert digits >= 80
+
+
+def test_digits_contrast_with_the_background_under_them(ds):
+    pools = ds.load_pools("heldout")
+    luma = np.array([0.299, 0.587, 0.114])
+    for i in range(10):
+        scene = ds.make_scene(np.random.default_rng([8, i]), pools, 256, 256)
+        grey = scene.image @ luma
+        for (x0, y0, x1, y1), label in zip(scene.boxes.astype(int).tolist(), scene.labels.tolist()):
+            ink = scene.mask[y0:y1, x0:x1] == 1 + label
+            box = grey[y0:y1, x0:x1]
+            assert abs(np.median(box[ink]) - np.median(box[~ink])) > 40
+
+
+def test_written_layouts_agree_with_each_other_and_the_masks(ds, tmp_path):
+    counts = {"train": 6, "val": 2, "heldout": 2}
+    ds.write_dataset(tmp_path, counts, None, seed=3, masks=True)
+    assert (tmp_path / "data.yaml").read_text() == (
+        "path: .\ntrain: images/train\nval: images/val\nheldout: images/heldout\n"
+        "names: ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']\n"
+    )
+    for split, count in counts.items():
+        coco = json.loads((tmp_path / "annotations" / f"instances_{split}.json").read_text())
+        assert [c["name"] for c in coco["categories"]] == [str(d) for d in range(10)]
+        assert [c["id"] for c in coco["categories"]] == list(range(1, 11))
+        assert len(coco["images"]) == count
+        for entry in coco["images"]:
+            path = tmp_path / "images" / split / entry["file_name"]
+            with Image.open(path) as image:
+                assert image.format == "JPEG" and image.size == (entry["width"], entry["height"])
+            width, height = entry["width"], entry["height"]
+            anns = [a for a in coco["annotations"] if a["image_id"] == entry["id"]]
+            coco_boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)]).reshape(-1, 4)
+            coco_labels = np.array([a["category_id"] - 1 for a in anns], np.int64)
+            assert all(a["iscrowd"] == 0 and a["area"] == pytest.approx(a["bbox"][2] * a["bbox"][3]) for a in anns)
+
+            rows = np.loadtxt(tmp_path / "labels" / split / f"{path.stem}.txt", ndmin=2).reshape(-1, 5)
+            cx, cy, w, h = rows[:, 1] * width, rows[:, 2] * height, rows[:, 3] * width, rows[:, 4] * height
+            yolo_boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
+            assert (rows[:, 1:] >= 0).all() and (rows[:, 1:] <= 1).all()
+            np.testing.assert_array_equal(rows[:, 0].astype(np.int64), coco_labels)
+            np.testing.assert_allclose(yolo_boxes, coco_boxes, atol=0.01)
+
+            with Image.open(tmp_path / "masks" / split / f"{path.stem}.png") as image:
+                assert image.mode == "P" and image.getpalette()[3:6] != [0, 0, 0]
+                mask = np.asarray(image)
+            assert mask.shape == (height, width) and mask.max() <= 10
+            _check_boxes_against_mask(coco_boxes, coco_labels, mask, ds.MARGIN // 2)
+
+
+def test_square_size_and_formats(ds, tmp_path):
+    ds.write_dataset(tmp_path, {"val": 3}, 96, seed=1, formats=("coco",))
+    coco = json.loads((tmp_path / "annotations" / "instances_val.json").read_text())
+    assert {(e["width"], e["height"]) for e in coco["images"]} == {(96, 96)}
+    assert not (tmp_path / "labels").exists() and not (tmp_path / "data.yaml").exists()
+    with pytest.raises(ValueError):
+        ds.write_dataset(tmp_path, {"val": 1}, 96, seed=1, formats=("voc",))
+
+
+def test_heldout_pools_share_nothing_with_training(ds):
+    train, val, heldout = ds.load_pools("train"), ds.load_pools("val"), ds.load_pools("heldout")
+    assert val is train and ds.load_pools("heldout") is heldout
+    assert len(heldout.digits) == 1000 and len(train.digits) == 4000
+    assert np.bincount(heldout.labels, minlength=10).tolist() == [100] * 10
+    seen = {d.tobytes() for d in train.digits}
+    assert not any(d.tobytes() in seen for d in heldout.digits)
+    assert not set(train.background_names) & set(heldout.background_names)
+    seen = {np.asarray(b).tobytes() for b in train.backgrounds}
+    assert not any(np.asarray(b).tobytes() in seen for b in heldout.backgrounds)
+    # the same held-out digits as the folder dataset the classifier is scored on
+    images, labels = ds._mnist()
+    held = _load("make_mnist_folder").split_indices(labels)["heldout"]
+    np.testing.assert_array_equal(heldout.digits, images[held])
+    np.testing.assert_array_equal(heldout.labels, labels[held])
+
+
+def test_a_seed_gives_the_same_scenes_and_files(ds, tmp_path):
+    pools = ds.load_pools("heldout")
+    a = ds.make_scene(np.random.default_rng(5), pools, 200, 150)
+    b = ds.make_scene(np.random.default_rng(5), pools, 200, 150)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    c = ds.make_scene(np.random.default_rng(6), pools, 200, 150)
+    assert not np.array_equal(a.image, c.image)
+
+    ds.write_dataset(tmp_path / "one", {"train": 3, "val": 1}, 128, seed=9, masks=True)
+    ds.write_dataset(tmp_path / "two", {"val": 1, "train": 3}, 128, seed=9, masks=True)
+    files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*") if p.is_file())
+    assert len(files) == 1 + 2 + 4 * 3  # data.yaml, two json, and image, label, mask for each scene
+    for name in files:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
