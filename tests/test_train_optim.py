@@ -136,7 +136,7 @@ def test_accumulator_topk_confusion_and_per_class():
 def test_default_learning_rates_and_evaluation_preprocessing():
     from visiontool.preprocess import Preprocess
     from visiontool.train.config import TrainConfig
-    from visiontool.train.engine import eval_preprocess
+    from visiontool.train.classify import eval_preprocess
 
     def lr(**kw):
         return TrainConfig(data="d", model="m", **kw).resolve().lr

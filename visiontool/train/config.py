@@ -30,7 +30,8 @@ RESUME_OVERRIDES = ("epochs", "patience", "device", "workers", "quiet")
 
 @dataclass
 class TrainConfig:
-    data: str = ""  # dataset root: DATA/train/<class>/..., optionally DATA/val/<class>/...
+    task: str = "classify"  # classify | detect: what the model learns, and the dataset's layout
+    data: str = ""  # dataset root: DATA/train/<class>/... (classify), a YOLO or COCO dataset (detect)
     model: str = ""  # registry architecture name (see `visiontool models`)
     pretrained: bool = False  # start from the architecture's ImageNet weights, new head
     epochs: int = 10  # passes over the training split

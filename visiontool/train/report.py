@@ -12,18 +12,17 @@ from pathlib import Path
 
 from visiontool.fsutil import atomic_write
 
-RESULT_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_top1", "val_top5", "lr", "seconds")
 _MAX_ANNOTATED_CLASSES = 30  # beyond this, confusion cells are colour only
 _MAX_TICK_LABELS = 60
 
 
-def write_results(path: Path, rows: list[dict]) -> None:
+def write_results(path: Path, rows: list[dict], columns: tuple[str, ...]) -> None:
     """Rewrite results.csv with one row per finished epoch (atomic: never a half-written row)."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=RESULT_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: _fmt(row[k]) for k in RESULT_COLUMNS})
+        writer.writerow({k: _fmt(row[k]) for k in columns})
     with atomic_write(path) as tmp:
         tmp.write_text(buf.getvalue())
 

@@ -24,10 +24,10 @@ class State:
     """What state.pt carries besides model/optimizer/scheduler tensors."""
 
     epoch: int = 0  # epochs finished
-    best_top1: float = -1.0
+    best_score: float = -1.0  # the task's best metric at best_epoch
     best_epoch: int = 0
-    since_best: int = 0  # epochs since best_top1 improved (for --patience)
-    best_confusion: list = field(default_factory=list)
+    since_best: int = 0  # epochs since best_score improved (for --patience)
+    best: object = None  # what the task's plots need of the best epoch (e.g. a confusion matrix)
     rows: list = field(default_factory=list)
 
 
@@ -61,19 +61,7 @@ def prepare_run_dir(cfg: TrainConfig, resume_dir: Path | None, resume_command: s
     return run_dir
 
 
-def meta_base(cfg, arch, arch_kwargs, classes, eval_pp, processes: int) -> dict:
-    return {
-        "arch": arch,
-        "task": "classify",
-        "num_classes": len(classes),
-        "labels": list(classes),
-        "preprocess": eval_pp.to_dict(),
-        "arch_kwargs": arch_kwargs,
-        "train": {"command": cfg.command, "options": cfg.to_dict(), "processes": processes},
-    }
-
-
-def save_epoch(run_dir, module, optimizer, scheduler, scaler, state, meta, row, improved) -> None:
+def save_epoch(run_dir, module, optimizer, scheduler, scaler, state, meta, row, improved, columns) -> None:
     from visiontool import checkpoint
 
     weights = {k: v.detach().cpu() for k, v in module.state_dict().items()}
@@ -95,7 +83,7 @@ def save_epoch(run_dir, module, optimizer, scheduler, scaler, state, meta, row, 
             torch.save(payload, tmp)
     finally:
         torch.serialization.set_crc32_options(crc)
-    report.write_results(run_dir / "results.csv", state.rows)
+    report.write_results(run_dir / "results.csv", state.rows, columns)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -121,12 +109,7 @@ def load_state(path: Path, module, optimizer, scheduler, scaler) -> State:
     scaler_state = payload.pop("scaler")
     if scaler_state:
         scaler.load_state_dict(scaler_state)
+    # Runs from before tasks kept the classification names.
+    renamed = {"best_top1": "best_score", "best_confusion": "best"}
+    payload = {renamed.get(k, k): v for k, v in payload.items()}
     return State(**{k: v for k, v in payload.items() if k in State.__dataclass_fields__})
-
-
-def epoch_line(row: dict, epochs: int, k: int, improved: bool) -> str:
-    return (
-        f"epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%}  "
-        f"val loss {row['val_loss']:.4f} top-1 {row['val_top1']:.2%} top-{k} {row['val_top5']:.2%}  "
-        f"lr {row['lr']:.2e}  {row['seconds']:.1f}s{'  *best' if improved else ''}"
-    )

@@ -66,7 +66,7 @@ def validate(
 
     from visiontool.models.loader import load_model
     from visiontool.train import distributed
-    from visiontool.train.engine import evaluate
+    from visiontool.train.classify import evaluate
     from visiontool.train.progress import Reporter
 
     say = Reporter(quiet)

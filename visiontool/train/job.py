@@ -1,0 +1,111 @@
+"""What a task brings to the training engine: its data, model, batches, loss and metrics.
+
+The engine (engine.py) owns everything the tasks share: processes, seeds, the optimizer and
+schedule, mixed precision, the loop, resume, early stopping, the run folder and checkpoints.
+A task's training module subclasses `TaskTraining`; the task object names it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from visiontool.preprocess import Preprocess
+
+
+# Each task's training module, which defines `Training` (a TaskTraining).
+MODULES = {"classify": "visiontool.train.classify", "detect": "visiontool.train.detect"}
+
+
+def training_for(task: str) -> type["TaskTraining"]:
+    from visiontool.errors import UsageError
+
+    if task not in MODULES:
+        raise UsageError(f"--task {task}: unknown (known: {', '.join(MODULES)})")
+    return importlib.import_module(MODULES[task]).Training
+
+
+class TaskTraining:
+    task = ""  # the checkpoint's task
+    columns: tuple[str, ...] = ()  # results.csv columns between epoch and lr
+    best_metric = ""  # the row key that picks best.safetensors (higher is better)
+    train_sums = 1  # how many running sums `loss` returns (the first is the loss sum)
+
+    # Filled in by __init__(cfg, dist, device, say): data decoded, model built.
+    module: nn.Module
+    arch: str
+    arch_kwargs: dict
+    labels: list[str]
+    preprocess: Preprocess  # how the checkpoint sees images (what inference will feed it)
+    n_train: int  # training samples; an epoch is n_train // batch global batches
+
+    def describe(self) -> str:
+        """The run's first line: model, data, sizes."""
+        raise NotImplementedError
+
+    def epoch_params(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """(n, k) random numbers for the n samples of an epoch's global batches, drawn from the
+        epoch's generator, so a torchrun job augments each sample as one process would."""
+        raise NotImplementedError
+
+    def batch(self, idx: torch.Tensor, params: torch.Tensor, device) -> tuple[torch.Tensor, object]:
+        """This rank's slice of a global batch: (model input on `device`, targets)."""
+        raise NotImplementedError
+
+    def loss(self, outputs, targets) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss to minimise, (train_sums,) float64 running sums for the epoch row)."""
+        raise NotImplementedError
+
+    def train_row(self, sums: list[float], seen: int) -> dict:
+        return {"train_loss": sums[0] / seen}
+
+    def evaluate(self, module: nn.Module, batch_size: int, amp_dtype) -> tuple[dict, object]:
+        """(row values of the validation split, what the final plots need of this epoch)."""
+        raise NotImplementedError
+
+    def epoch_line(self, row: dict) -> str:
+        raise NotImplementedError
+
+    def best_line(self, score: float) -> str:
+        return f"best {self.best_metric} {score:.4g}"
+
+    def plots(self, run_dir: Path, rows: list[dict], best: object, best_epoch: int) -> list[str]:
+        """Write the run's pictures; returns their file names."""
+        return []
+
+    def meta(self) -> dict:
+        """Checkpoint metadata besides the training command and options."""
+        return {"arch": self.arch, "task": self.task, "num_classes": len(self.labels), "labels": list(self.labels),
+                "preprocess": self.preprocess.to_dict(), "arch_kwargs": self.arch_kwargs}
+
+
+def check_input_size(module: nn.Module, arch: str, size: int, channels: int, device) -> None:
+    """One dry forward pass, so an input size the architecture cannot take is a clear usage
+    error now rather than a shape error in the middle of the first epoch."""
+    from visiontool.errors import UsageError, one_line
+
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            module(torch.zeros(1, channels, size, size, device=device))
+    except RuntimeError as err:
+        raise UsageError(f"{arch} cannot take {size}x{size} inputs ({one_line(err)}): choose another --image-size") from None
+    finally:
+        module.train(was_training)
+
+
+class Normalize:
+    """uint8-range float images -> the model's normalized input, channels_last."""
+
+    def __init__(self, pp: Preprocess, device):
+        std = torch.tensor(pp.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        mean = torch.tensor(pp.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.scale = 1.0 / (255.0 * std)
+        self.shift = mean / std
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.float() * self.scale - self.shift).contiguous(memory_format=torch.channels_last)
