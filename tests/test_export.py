@@ -177,7 +177,7 @@ def test_unexportable_operator_is_named():
             return torch.histc(x, bins=4)[None].expand(x.shape[0], 4)
 
     with pytest.raises(ExportError, match=r"cannot export toy to ONNX: operator aten::histc is not supported"):
-        graph.to_onnx(Histogram(), 1, 8, None, False, None, "toy")
+        graph.to_onnx(Histogram(), 1, 8, None, False, None, "toy", ["logits"])
 
 
 @pytest.mark.parametrize("args, message", [

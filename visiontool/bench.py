@@ -128,7 +128,7 @@ def _maker(name: str, o: BenchOptions, loaded, size: int, tmp: Path):
         if o.calibration or not out.is_file():
             prep = loaded.info.preprocess
             if o.image_size:
-                prep = replace(prep, crop=size, resize=round(size * prep.resize / prep.crop))
+                prep = prep.at_size(size)
             static_int8_copy(path, calibration_arrays(prep, o.calibration), out)
         path = out
     return (lambda: OnnxBackend(path, o.device)), (str(path) if path.parent != tmp else None)

@@ -1,5 +1,7 @@
 """Errors a user can act on. The CLI prints them as one line and exits with `exit_code`."""
 
+import re
+
 # Exit codes (README, "Exit codes").
 EXIT_OK = 0
 EXIT_FATAL = 1
@@ -30,6 +32,7 @@ class WeightsError(VisiontoolError):
 def one_line(err: object, limit: int = 300) -> str:
     """The first non-blank line of an exception's message (its type name when it has none),
     cut to `limit` characters: libraries' multi-line errors become one readable line."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))  # terminal colours some libraries put in messages
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     text = lines[0] if lines else type(err).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."

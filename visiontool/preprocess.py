@@ -15,7 +15,7 @@ No torch import here.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -75,6 +75,14 @@ class Preprocess:
             return None
         side = self.resize if self.fit == "crop" else self.crop
         return (side, side)
+
+    def at_size(self, size: int) -> "Preprocess":
+        """The same preprocessing for a model input of side `size`: a crop keeps its
+        resize/crop ratio (256/224 stays 256/224), a letterbox fills `size`, "none" has no size."""
+        if self.fit == "none":
+            return self
+        resize = size if self.fit == "letterbox" else round(size * self.resize / self.crop)
+        return replace(self, crop=size, resize=resize)
 
     def to_dict(self) -> dict:
         return asdict(self)

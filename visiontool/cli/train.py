@@ -1,7 +1,8 @@
-"""`visiontool train`: fit a classifier on a folder dataset.
+"""`visiontool train`: fit a classifier on a folder dataset, or a detector on a YOLO or COCO dataset.
 
 Examples:
     visiontool train data/ --model resnet18 --image-size 64 --epochs 10
+    visiontool train --task detect scenes/ --epochs 30 --no-flip      (YOLO data.yaml or COCO json)
     visiontool train data/ --model mobilenet_v3_small --pretrained --image-size 128
     visiontool train digits/ --model lenet5 --augment none --out runs/lenet
     visiontool train --resume runs/train/resnet18-1            (continue an interrupted run)
@@ -35,8 +36,9 @@ def _lr_defaults() -> str:
 
 def train(
     ctx: typer.Context,
-    data: Annotated[Optional[Path], typer.Argument(help="Dataset folder with train/<class>/<image> (and optionally val/).", show_default=False)] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Architecture to train: a registry name such as resnet18, mobilenet_v3_small or lenet5 (see `visiontool models`).", show_default=False)] = None,
+    data: Annotated[Optional[Path], typer.Argument(help="Dataset folder: train/<class>/<image> (and optionally val/) for classify; a YOLO (data.yaml) or COCO (instances_*.json) dataset for detect.", show_default=False)] = None,
+    task: Annotated[str, typer.Option(help="What to train: classify or detect.")] = _D.task,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Architecture to train: a registry name such as resnet18, mobilenet_v3_small or lenet5 (see `visiontool models`); for detect, default griddet.", show_default=False)] = None,
     pretrained: Annotated[bool, typer.Option(help="Start from the architecture's ImageNet weights (fetched like `weights pull`); the classifier head is replaced for your classes.")] = _D.pretrained,
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the training images.")] = _D.epochs,
     batch_size: Annotated[int, typer.Option(min=1, help="GLOBAL batch size: under torchrun it is split evenly over the processes, so results match one process.")] = _D.batch_size,
@@ -62,7 +64,7 @@ def train(
     out: Annotated[Optional[Path], typer.Option(metavar="RUN_DIR", help="Run folder (default: runs/train/<model>-N).", show_default=False)] = None,
     quiet: opt.Quiet = _D.quiet,
 ) -> None:
-    """Train a classifier on a folder dataset; writes checkpoints, results.csv and plots."""
+    """Train a classifier or a detector; writes checkpoints, results.csv and plots."""
     from visiontool.train import engine
 
     given = _given(ctx)
@@ -72,7 +74,7 @@ def train(
         engine.resume(resume, overrides, command=command)
         return
     cfg = TrainConfig(
-        data=str(data) if data is not None else "", model=model or "", pretrained=pretrained, epochs=epochs,
+        task=task, data=str(data) if data is not None else "", model=model or "", pretrained=pretrained, epochs=epochs,
         batch_size=batch_size, image_size=image_size, optimizer=optimizer, lr=lr, momentum=momentum,
         nesterov=nesterov, weight_decay=weight_decay, scheduler=scheduler, warmup_epochs=warmup_epochs,
         label_smoothing=label_smoothing, augment=augment, crop_scale=crop_scale, flip=flip, amp=amp,

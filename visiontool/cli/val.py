@@ -1,8 +1,11 @@
-"""`visiontool val`: top-1, top-5, per-class accuracy and the confusion matrix on a folder.
+"""`visiontool val`: how good a model is on labelled data. Classifiers: top-1, top-5,
+per-class accuracy and the confusion matrix on a folder. Detectors: COCO mAP (pycocotools'
+COCOeval) and per-class AP on a YOLO or COCO dataset's val split.
 
 Examples:
     visiontool val runs/train/resnet18-1/best.safetensors data/
     visiontool val resnet18 imagenet-sample/ --json > scores.json
+    visiontool val runs/train/griddet-1/best.safetensors scenes/      (a detector: COCOeval)
 
 DATA is a dataset with val/ (or valid/, validation/), or a folder of class folders. For a
 checkpoint trained without a val folder, the images its run held out are scored.
@@ -33,7 +36,7 @@ def val(
     offline: opt.Offline = False,
     quiet: opt.Quiet = False,
 ) -> None:
-    """Score a classifier on a labelled image folder."""
+    """Score a classifier on a labelled folder, or a detector on a YOLO or COCO dataset."""
     from visiontool.train.validate import validate
 
     result = validate(model, data, weights=weights, device=device, batch_size=batch_size,
@@ -42,12 +45,12 @@ def val(
     if as_json:
         print(json.dumps(report, indent=2))
     else:
-        _show(report)
+        result.show()
     if result.skipped:
         raise typer.Exit(EXIT_SKIPPED)
 
 
-def _show(r: dict) -> None:
+def show_classification(r: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 

@@ -22,6 +22,8 @@ from visiontool.export.verify import Verification
 
 __all__ = ["ExportError", "ExportOptions", "ExportResult", "Verification", "export"]
 
+EXAMPLE_SIDE = 320  # the traced example's side for models that take any size
+
 
 @dataclass
 class ExportOptions:
@@ -98,18 +100,26 @@ def export(o: ExportOptions, log: Callable[[str], None] = lambda message: None) 
     from visiontool.fsutil import atomic_write
     from visiontool.models.loader import load_model
 
+    from visiontool.tasks import create
+
     loaded = load_model(o.model, o.weights, offline=o.offline, quiet=o.quiet)
     module, info = loaded.module.eval(), loaded.info
     if o.image_size is not None:
-        p = info.preprocess
-        resized = round(o.image_size * p.resize / p.crop)
-        info = replace(info, preprocess=replace(p, crop=o.image_size, resize=resized))
+        info = replace(info, preprocess=info.preprocess.at_size(o.image_size))
     name = str(info.extra.get("name") or Path(o.model).stem)
     out = Path(o.output) if o.output else default_output(o, name)
     precision = precision_of(o)
     p = info.preprocess
+    task = create(info.task)
+    if precision not in task.export_precisions:
+        raise UsageError(f"{name} is a {info.task} model: it exports as {', '.join(task.export_precisions)} only")
+    batch = task.export_batch(info, o.batch)
+    if batch != o.batch:
+        log(f"{name} exports with a fixed batch of {batch} (the graph takes one image of any size)")
+    dynamic_size = o.dynamic_size or p.fit == "none"  # "none": the model takes any size
+    outputs = task.export_outputs(info)
 
-    g = graph.to_onnx(module, p.channels, p.crop, o.batch, o.dynamic_size, o.opset, name)
+    g = graph.to_onnx(module, p.channels, p.crop or EXAMPLE_SIDE, batch, dynamic_size, o.opset, name, list(outputs))
     log(f"exported {name} with the {g.exporter} exporter"
         + (f" (torch.export failed: {g.fallback_reason})" if g.fallback_reason else ""))
     model, notes = g.model, []
@@ -119,8 +129,9 @@ def export(o: ExportOptions, log: Callable[[str], None] = lambda message: None) 
     # Verification images: generated ones, plus real ones when a calibration folder is given.
     images = verify.synthetic_images()
     arrays = [p(img) for img in images]
-    if o.dynamic_size:  # a second input size proves the dynamic axes really work
-        bigger = replace(p, crop=p.crop + 32, resize=p.resize + 32)
+    other = None
+    if dynamic_size and p.fit != "none":  # a second input size proves the dynamic axes really work
+        bigger = p.at_size(p.crop + 32)
         other = [bigger(img) for img in images[:2]]
     if o.int8 and o.calibration:
         real = transform.decoded(transform.calibration_paths(o.calibration), p)
@@ -137,8 +148,8 @@ def export(o: ExportOptions, log: Callable[[str], None] = lambda message: None) 
     for note in notes:
         log(note)
     input_dtype = "float16" if o.half else "float32"
-    graph.attach(model, graph.describe(info, precision, input_dtype, o.batch, o.dynamic_size,
-                                       g.exporter, graph.opset_of(model)))
+    graph.attach(model, graph.describe(info, precision, input_dtype, batch, dynamic_size,
+                                       g.exporter, graph.opset_of(model), outputs))
 
     import onnx
 
@@ -147,12 +158,11 @@ def export(o: ExportOptions, log: Callable[[str], None] = lambda message: None) 
         onnx.save_model(model, str(tmp))
         if o.verify:
             base = precision.split("-")[0]
-            check = verify.verify(tmp, module, info, arrays, base, o.batch, o.device, o.min_agreement,
-                                  other if o.dynamic_size else None)
+            check = verify.verify(tmp, module, info, arrays, base, batch, o.device, o.min_agreement, other, task)
             log(check.summary())
             if not check.passed:
                 raise ExportError(f"{out} not written: onnxruntime disagrees with PyTorch "
-                                  f"(max |diff| {check.max_abs_diff:.3g}, top-1 agreement "
+                                  f"(max |diff| {check.max_abs_diff:.3g}, agreement "
                                   f"{check.top1_agreement:.1%}; needed {check.criterion})")
         size = tmp.stat().st_size
     return ExportResult(out, g.exporter, g.fallback_reason, graph.opset_of(model), precision, size,

@@ -26,8 +26,6 @@ if TYPE_CHECKING:
 METADATA_KEY = "visiontool"  # the key OnnxBackend's read_info looks up
 FORMAT_VERSION = 1
 INPUT_NAME = "images"
-OUTPUT_NAME = "logits"
-OUTPUT_MEANING = {OUTPUT_NAME: "softmax over labels gives scores"}
 
 
 class ExportError(VisiontoolError):
@@ -42,22 +40,23 @@ class Graph:
 
 
 def to_onnx(module, channels: int, size: int, batch: int | None, dynamic_size: bool,
-            opset: int | None, name: str) -> Graph:
-    """Export `module` (eval, CPU, fp32) taking NCHW input; batch None = a dynamic batch axis."""
+            opset: int | None, name: str, outputs: list[str]) -> Graph:
+    """Export `module` (eval, CPU, fp32) taking NCHW input; batch None = a dynamic batch axis;
+    `outputs` names the module's outputs in order."""
     import torch
 
-    example = torch.randn(batch or 2, channels, size, size)  # 2: a batch of 1 would be specialised
+    example = torch.rand(batch or 2, channels, size, size)  # 2: a batch of 1 would be specialised
     try:
-        return Graph(_dynamo(module, example, batch, dynamic_size, opset), "dynamo", "")
+        return Graph(_dynamo(module, example, batch, dynamic_size, opset, outputs), "dynamo", "")
     except Exception as first:  # the exporter raises many types; each is a reason to fall back
         reason = one_line(first)
         try:
-            return Graph(_torchscript(module, example, batch, dynamic_size, opset), "torchscript", reason)
+            return Graph(_torchscript(module, example, batch, dynamic_size, opset, outputs), "torchscript", reason)
         except Exception as second:
             raise ExportError(f"cannot export {name} to ONNX: {_explain(second, first)}") from None
 
 
-def _dynamo(module, example, batch, dynamic_size, opset) -> onnx.ModelProto:
+def _dynamo(module, example, batch, dynamic_size, opset, outputs) -> onnx.ModelProto:
     import torch
     from torch.export import Dim
 
@@ -67,7 +66,7 @@ def _dynamo(module, example, batch, dynamic_size, opset) -> onnx.ModelProto:
     with _quiet():
         program = torch.onnx.export(
             module, (example,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME], dynamic_shapes=(axes,) if axes else None, verbose=False,
+            output_names=outputs, dynamic_shapes=(axes,) if axes else None, verbose=False,
         )
     model = program.model_proto
     if opset is not None and opset_of(model) != opset:  # it could not convert down; TorchScript can
@@ -75,7 +74,7 @@ def _dynamo(module, example, batch, dynamic_size, opset) -> onnx.ModelProto:
     return model
 
 
-def _torchscript(module, example, batch, dynamic_size, opset) -> onnx.ModelProto:
+def _torchscript(module, example, batch, dynamic_size, opset, outputs) -> onnx.ModelProto:
     import torch
 
     axes = {} if batch else {0: "batch"}
@@ -85,7 +84,7 @@ def _torchscript(module, example, batch, dynamic_size, opset) -> onnx.ModelProto
     with _quiet():
         torch.onnx.export(
             module, (example,), buffer, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME], dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: {0: "batch"} if not batch else {}},
+            output_names=outputs, dynamic_axes={INPUT_NAME: axes, **{n: {0: "batch"} if not batch else {} for n in outputs}},
         )
     import onnx
 
@@ -136,7 +135,7 @@ def _explain(second: BaseException, first: BaseException) -> str:
 
 
 def describe(info: ModelInfo, precision: str, input_dtype: str, batch: int | None,
-             dynamic_size: bool, exporter: str, opset: int) -> dict:
+             dynamic_size: bool, exporter: str, opset: int, outputs: dict[str, str]) -> dict:
     """The JSON stored under the "visiontool" metadata key: everything a command needs besides
     the graph. ModelInfo's fields are stored as they are, so read_info rebuilds it exactly."""
     p = info.preprocess
@@ -151,8 +150,8 @@ def describe(info: ModelInfo, precision: str, input_dtype: str, batch: int | Non
         "extra": info.extra,
         "input": {"name": INPUT_NAME, "layout": "NCHW", "channel_order": p.mode, "dtype": input_dtype,
                   "shape": ["batch" if batch is None else batch, p.channels, side, side],
-                  "range": "(pixel / 255 - mean) / std after preprocess' resize and center crop"},
-        "outputs": OUTPUT_MEANING,
+                  "range": f"(pixel / 255 - mean) / std after preprocess (fit: {p.fit})"},
+        "outputs": outputs,
         "precision": precision,
         "exporter": exporter,
         "opset": opset,

@@ -5,9 +5,10 @@ metadata, not a second copy of the preprocessing. What is checked, exactly:
 - the file's metadata rebuilds the ModelInfo the PyTorch model was loaded with;
 - the verification images run at batch 1 and as one larger batch (or, for a fixed --batch N,
   in batches of N);
-- fp32: max |onnx - torch| over all logits <= FP32_MAX_ABS_DIFF;
-- fp16 and int8: the share of images whose top-1 class equals PyTorch's fp32 top-1 is at
-  least MIN_AGREEMENT[precision] (logit differences are reported, not bounded).
+- the task judges each pair of outputs (`task.compare`). Classification: fp32 max
+  |onnx - torch| over all logits <= FP32_MAX_ABS_DIFF; fp16 and int8: the share of images
+  whose top-1 class equals PyTorch's fp32 top-1 is at least MIN_AGREEMENT[precision] (logit
+  differences are reported, not bounded). Detection: the same boxes (see tasks/detect.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image
 
+from visiontool.errors import one_line
 from visiontool.modelinfo import ModelInfo
 
 FP32_MAX_ABS_DIFF = 1e-4
@@ -29,8 +31,8 @@ LARGE_BATCH = 8
 class Verification:
     images: int  # how many images were compared
     batch_sizes: list[int]  # the batch sizes onnxruntime ran
-    max_abs_diff: float  # over all logits
-    top1_agreement: float  # share of images with the same top-1 class as PyTorch fp32
+    max_abs_diff: float  # classify: over all logits; detect: over matched box corners (pixels)
+    top1_agreement: float  # share of images whose answer matches PyTorch's (top-1 class; all boxes)
     precision: str  # fp32, fp16, int8
     criterion: str  # what had to hold, in words
     passed: bool
@@ -41,7 +43,7 @@ class Verification:
     def summary(self) -> str:
         verdict = "ok" if self.passed else "FAILED"
         return (f"verification {verdict}: {self.images} images at batch {', '.join(map(str, self.batch_sizes))}; "
-                f"max |diff| {self.max_abs_diff:.3g}, top-1 agreement {self.top1_agreement:.1%} "
+                f"max |diff| {self.max_abs_diff:.3g}, agreement {self.top1_agreement:.1%} "
                 f"({self.criterion})")
 
 
@@ -64,57 +66,57 @@ def synthetic_images(n: int = SYNTHETIC_IMAGES, seed: int = 0) -> list[Image.Ima
 
 def verify(onnx_path, module, info: ModelInfo, arrays: list[np.ndarray], precision: str,
            fixed_batch: int | None, device: str = "cpu", min_agreement: float | None = None,
-           other_size: list[np.ndarray] | None = None) -> Verification:
-    """`other_size`: images at a second input size, for a graph exported with dynamic height
-    and width; they join the comparison."""
+           other_size: list[np.ndarray] | None = None, task=None) -> Verification:
+    """Run the same batches through PyTorch and onnxruntime; the model's task judges the pairs
+    of outputs (task.compare). `other_size`: images at a second input size, for a graph
+    exported with dynamic height and width; they join the comparison."""
     from visiontool.backends.onnx_backend import OnnxBackend
     from visiontool.backends.torch_backend import TorchBackend
     from visiontool.export.graph import ExportError
+    from visiontool.tasks import create
+
+    task = task or create(info.task)
 
     session = OnnxBackend(onnx_path, device)
     if session.info != info:
         raise ExportError(f"the written metadata does not describe the model: {session.info} != {info}")
-    x = np.stack(arrays).astype(np.float32)
-    reference = TorchBackend(module, device)(x)[0]
-
-    pieces, sizes = _run(session, x, fixed_batch)
+    reference = TorchBackend(module, device)
+    runs, sizes = _runs(arrays, fixed_batch)
+    pairs = [(_first(reference(x), n), _first(session(x), n), counted) for x, n, counted in runs]
     if other_size:
-        y = np.stack(other_size).astype(np.float32)
+        x, n, _ = _runs(other_size, fixed_batch or len(other_size))[0][0]
         try:
-            ref_y = TorchBackend(module, device)(y)[0]
-            out_y = session(y if fixed_batch is None else np.resize(y, (fixed_batch, *y.shape[1:])))[0][: len(y)]
+            pairs.append((_first(reference(x), n), _first(session(x), n), True))
         except Exception as err:
-            raise ExportError(f"--dynamic-size: {info.arch} does not run at {y.shape[-1]}x{y.shape[-2]} "
-                              f"({str(err).splitlines()[0][:200]}); export it without --dynamic-size") from None
-        reference = np.concatenate([reference, ref_y])
-        pieces.append((len(x), out_y))
-    got = np.concatenate([out for _, out in pieces])
-    want = np.concatenate([reference[start : start + len(out)] for start, out in pieces])
-    diff = float(np.abs(got.astype(np.float64) - want).max())
-    once = slice(1, None) if fixed_batch is None else slice(None)  # image 0 ran twice (batch 1 and large)
-    agree = float(np.mean(got[once].argmax(1) == want[once].argmax(1)))
-    if precision == "fp32":
-        criterion = f"fp32: max |diff| <= {FP32_MAX_ABS_DIFF:g}"
-        passed = diff <= FP32_MAX_ABS_DIFF
-    else:
-        need = MIN_AGREEMENT[precision] if min_agreement is None else min_agreement
-        criterion = f"{precision}: top-1 agreement >= {need:.0%}"
-        passed = agree >= need
-    return Verification(len(x) + len(other_size or []), sizes, diff, agree, precision, criterion, passed)
+            raise ExportError(f"--dynamic-size: {info.arch} does not run at {x.shape[-1]}x{x.shape[-2]} "
+                              f"({one_line(err)[:200]}); export it without --dynamic-size") from None
+    judged = task.compare(pairs, info, precision, min_agreement)
+    return Verification(len(arrays) + len(other_size or []), sizes, precision=precision, **judged)
 
 
-def _run(session, x: np.ndarray, fixed_batch: int | None):
-    """[(first image index, outputs)] per run, and the batch sizes run. Dynamic batch: image 0
-    alone, then all images in batches of LARGE_BATCH. Fixed batch N: batches of N (the last one
-    filled up by repeating images)."""
+def _stack(arrays: list[np.ndarray]):
+    """One NCHW batch, or the list itself when the images differ in size (batch-1 graphs)."""
+    same = all(a.shape == arrays[0].shape for a in arrays)
+    return np.stack(arrays).astype(np.float32) if same else [a.astype(np.float32) for a in arrays]
+
+
+def _first(outputs: list[np.ndarray], n: int) -> list[np.ndarray]:
+    return [o[:n] for o in outputs]
+
+
+def _runs(arrays: list[np.ndarray], fixed_batch: int | None):
+    """[(batch, images that are real, counted)] and the batch sizes run. Dynamic batch: image 0
+    alone (not counted again), then all images in batches of LARGE_BATCH. Fixed batch N:
+    batches of N (the last one filled up by repeating images)."""
     if fixed_batch is None:
-        starts = [0] + list(range(0, len(x), LARGE_BATCH))
-        runs = [(0, x[:1])] + [(s, x[s : s + LARGE_BATCH]) for s in starts[1:]]
-        return [(s, session(r)[0]) for s, r in runs], sorted({len(r) for _, r in runs})
-    pieces = []
-    for s in range(0, len(x), fixed_batch):
-        chunk = x[s : s + fixed_batch]
-        if len(chunk) < fixed_batch:
-            chunk = np.concatenate([chunk, np.resize(x, (fixed_batch - len(chunk), *x.shape[1:]))])
-        pieces.append((s, session(chunk)[0][: len(x) - s]))
-    return pieces, [fixed_batch]
+        runs = [(_stack(arrays[:1]), 1, False)]
+        runs += [(_stack(arrays[s : s + LARGE_BATCH]), len(arrays[s : s + LARGE_BATCH]), True)
+                 for s in range(0, len(arrays), LARGE_BATCH)]
+        return runs, sorted({n for _, n, _ in runs})
+    runs = []
+    for s in range(0, len(arrays), fixed_batch):
+        chunk = arrays[s : s + fixed_batch]
+        real = len(chunk)
+        chunk = chunk + [arrays[i % len(arrays)] for i in range(fixed_batch - real)]
+        runs.append((_stack(chunk), real, True))
+    return runs, [fixed_batch]

@@ -16,8 +16,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-OUTPUT_NAMES = ("boxes", "scores", "labels")
-
 
 class TorchvisionDetector(nn.Module):
     def __init__(self, model: nn.Module) -> None:
@@ -28,6 +26,9 @@ class TorchvisionDetector(nn.Module):
         if isinstance(images, torch.Tensor):
             images = list(images.unbind(0))
         found = self.model(images)
+        if len(found) == 1:  # no padding: also what an exported (traced, batch 1) graph computes
+            d = found[0]
+            return d["boxes"][None], d["scores"][None], d["labels"][None]
         most = max(len(d["scores"]) for d in found)
         boxes = images[0].new_zeros((len(found), most, 4))
         scores = images[0].new_zeros((len(found), most))

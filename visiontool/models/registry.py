@@ -116,18 +116,31 @@ def preprocess_from_weights(weights) -> Preprocess:
     )
 
 
-def _lenet_spec() -> ModelSpec:
-    return ModelSpec(
-        name=LENET5,
-        task=TASK_CLASSIFY,
-        arch=LENET5,
-        num_params=None,
-        input_size=LENET5_PREPROCESS.crop,
-        preprocess=LENET5_PREPROCESS,
-        labels=(),
-        description="LeNet-5 (LeCun et al. 1998), random init; train it with `visiontool train`",
-        num_classes=10,
-    )
+@dataclass(frozen=True)
+class OwnArch:
+    """An architecture of the project's own: where its class lives and how it sees images."""
+
+    task: str
+    builder: str  # "module:Class", called as Class(num_classes=..., **arch_kwargs)
+    preprocess: Preprocess
+    num_classes: int
+    description: str
+
+
+OWN_ARCHS = {
+    LENET5: OwnArch(TASK_CLASSIFY, "visiontool.models.lenet:LeNet5", LENET5_PREPROCESS, 10,
+                    "LeNet-5 (LeCun et al. 1998), random init; train it with `visiontool train`"),
+    "griddet": OwnArch(TASK_DETECT, "visiontool.models.griddet:GridDet",
+                       Preprocess(crop=320, resize=320, fit="letterbox"), 80,
+                       "GridDet, a small anchor-free detector for the CPU, random init; "
+                       "train it with `visiontool train --task detect`"),
+}
+
+
+def _own_specs() -> list[ModelSpec]:
+    return [ModelSpec(name=name, task=a.task, arch=name, num_params=None, input_size=a.preprocess.crop,
+                      preprocess=a.preprocess, labels=(), description=a.description, num_classes=a.num_classes)
+            for name, a in OWN_ARCHS.items()]
 
 
 def _shipped_specs() -> list[ModelSpec]:
@@ -165,7 +178,7 @@ def _shipped_specs() -> list[ModelSpec]:
 
 def _all_specs() -> dict[str, ModelSpec]:
     specs: dict[str, ModelSpec] = {}
-    for spec in [*_torchvision_specs(), _lenet_spec(), *_shipped_specs()]:
+    for spec in [*_torchvision_specs(), *_own_specs(), *_shipped_specs()]:
         if spec.name in specs:  # a shipped file must not shadow an architecture
             raise VisiontoolError(f"two models are named {spec.name!r}: rename {spec.shipped_file}")
         specs[spec.name] = spec
@@ -197,14 +210,15 @@ def _suggest(name: str, known) -> str:
 
 
 def build(arch: str, num_classes: int, **arch_kwargs) -> "nn.Module":
-    """A freshly initialised network: torchvision's `get_model` or LeNet5."""
-    if arch == LENET5:
-        from visiontool.models.lenet import LeNet5
+    """A freshly initialised network: torchvision's `get_model` or one of the project's own."""
+    if arch in OWN_ARCHS:
+        import importlib
 
-        return LeNet5(num_classes=num_classes, **arch_kwargs)
+        module, name = OWN_ARCHS[arch].builder.split(":")
+        return getattr(importlib.import_module(module), name)(num_classes=num_classes, **arch_kwargs)
     tv_names = _torchvision_names()
     if arch not in tv_names:
-        raise UsageError(f"unknown architecture {arch!r}{_suggest(arch, sorted(tv_names | {LENET5}))}")
+        raise UsageError(f"unknown architecture {arch!r}{_suggest(arch, sorted(tv_names | set(OWN_ARCHS)))}")
     from torchvision.models import get_model
 
     kwargs = {**_ARCH_DEFAULTS.get(arch, {}), **arch_kwargs}

@@ -10,6 +10,8 @@ backends, runner, writers) call these methods and never ask which task they serv
     table(rows, info)           the terminal table for a handful of images
     keep_images / save(path, row, image)  pictures of a decoded image (annotated images)
     finish(ok)                  close what the task writes besides rows (kept only when ok)
+    export_outputs(info), export_batch(info, batch), compare(pairs, info, precision, min_agreement)
+                                the ONNX graph's outputs and the rule that verifies them
 
 Importing this package imports no torch; task modules import theirs when a model runs.
 """
@@ -18,7 +20,18 @@ from __future__ import annotations
 
 from visiontool.errors import UsageError
 
-TASKS = ("classify", "detect")
+# name -> "module:Class" of its task object
+TASKS = {"classify": "visiontool.tasks.classify:Classify", "detect": "visiontool.tasks.detect:Detect"}
+
+
+def create(name: str, **options) -> "Task":
+    """The task object for a model's task (export and val make them with default options)."""
+    import importlib
+
+    if name not in TASKS:
+        raise UsageError(f"task {name!r}: unknown (known: {', '.join(TASKS)})")
+    module, cls = TASKS[name].split(":")
+    return getattr(importlib.import_module(module), cls)(**options)
 
 
 class Task:
@@ -27,6 +40,7 @@ class Task:
     name = ""
     fields: tuple[str, ...] = ()
     keep_images = False  # True: batches carry the decoded images for save()
+    export_precisions = ("fp32",)  # what `export` may write (fp16, int8-dynamic, int8-static)
 
     def postprocess(self, outputs: list, batch, info) -> list[dict]:
         raise NotImplementedError
@@ -48,6 +62,19 @@ class Task:
 
     def finish(self, ok: bool) -> None:
         """The run ended (ok: every row was produced); side files are completed or dropped."""
+
+    def export_outputs(self, info) -> dict[str, str]:
+        """The exported graph's outputs: name -> how to read it (stored in the metadata)."""
+        raise NotImplementedError
+
+    def export_batch(self, info, batch: int | None) -> int | None:
+        """The batch size the graph can have (None: dynamic), given the one asked for."""
+        return batch
+
+    def compare(self, pairs: list, info, precision: str, min_agreement: float | None) -> dict:
+        """Export verification: [(PyTorch outputs, onnxruntime outputs, counted)] per run ->
+        {"max_abs_diff", "top1_agreement", "passed", "criterion"}."""
+        raise NotImplementedError
 
     def check_model(self, info, model: str) -> None:
         if info.task != self.name:

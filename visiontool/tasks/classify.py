@@ -43,6 +43,7 @@ def flatten(row: dict, k: int) -> dict:
 class Classify(Task):
     name = "classify"
     fields = ("top",)
+    export_precisions = ("fp32", "fp16", "int8-dynamic", "int8-static")
 
     def __init__(self, top_k: int = 5) -> None:
         self.top_k = top_k
@@ -58,6 +59,24 @@ class Classify(Task):
 
     def headline(self, row: dict) -> str | None:
         return row["top"][0]["label"]
+
+    def export_outputs(self, info) -> dict[str, str]:
+        return {"logits": "softmax over labels gives scores"}
+
+    def compare(self, pairs, info, precision: str, min_agreement: float | None) -> dict:
+        from visiontool.export.verify import FP32_MAX_ABS_DIFF, MIN_AGREEMENT
+
+        want = np.concatenate([w[0] for w, _, _ in pairs])
+        got = np.concatenate([g[0] for _, g, _ in pairs])
+        counted = np.concatenate([np.full(len(w[0]), c) for w, _, c in pairs])  # each image once
+        diff = float(np.abs(got.astype(np.float64) - want).max())
+        agree = float(np.mean(got[counted].argmax(1) == want[counted].argmax(1)))
+        if precision == "fp32":
+            return {"max_abs_diff": diff, "top1_agreement": agree, "passed": diff <= FP32_MAX_ABS_DIFF,
+                    "criterion": f"fp32: max |diff| <= {FP32_MAX_ABS_DIFF:g}"}
+        need = MIN_AGREEMENT[precision] if min_agreement is None else min_agreement
+        return {"max_abs_diff": diff, "top1_agreement": agree, "passed": agree >= need,
+                "criterion": f"{precision}: top-1 agreement >= {need:.0%}"}
 
     def table(self, rows, info):
         from rich.table import Table

@@ -20,6 +20,9 @@ import numpy as np
 from visiontool.errors import UsageError
 from visiontool.tasks import Task
 
+MAX_BOX_DIFF = 1.0  # export verification: pixels
+MAX_SCORE_DIFF = 1e-3
+VERIFY_CONF = 0.05  # detections compared in export verification: those a user could ask for
 CSV_COLUMNS = ["path", "width", "height", "det", "x1", "y1", "x2", "y2", "label", "index", "score", "error"]
 
 
@@ -54,7 +57,7 @@ class Detect(Task):
             self._names = NameKeeper(self.save_dir)
 
     def postprocess(self, outputs, batch, info) -> list[dict]:
-        per_image = found_boxes(outputs, info, self.conf, self.iou, self.max_det)
+        per_image = found_boxes(outputs, info.arch, self.conf, self.iou, self.max_det)
         rows = []
         for (boxes, scores, labels), geometry in zip(per_image, batch.geometries):
             keep = [i for i in range(len(scores)) if scores[i] >= self.conf
@@ -74,6 +77,36 @@ class Detect(Task):
         if self.coco is not None:
             self.coco.close(ok)
 
+    def export_outputs(self, info) -> dict[str, str]:
+        if info.preprocess.fit == "none":  # torchvision's detectors, through their adapter
+            return {"boxes": "(1, k, 4) x1 y1 x2 y2 in input pixels, best score first",
+                    "scores": "(1, k) detection scores", "labels": "(1, k) indices into labels"}
+        return {"raw": f"(N, 4 + classes, H/8, W/8) {info.arch} head output; boxes come from "
+                       f"visiontool.models.decoders (torch-free), then NMS"}
+
+    def export_batch(self, info, batch: int | None) -> int | None:
+        # torchvision's detectors take a list of images of any size: the graph takes one.
+        return 1 if info.preprocess.fit == "none" else batch
+
+    def compare(self, pairs, info, precision: str, min_agreement: float | None) -> dict:
+        """The same detections on every image: each one PyTorch scores at VERIFY_CONF or more
+        has an onnxruntime one of the same label with box corners within MAX_BOX_DIFF pixels
+        and a score within MAX_SCORE_DIFF, and the other way round (fp32 only)."""
+        worst = 0.0
+        same = total = 0
+        for want, got, counted in pairs:
+            for a, b in zip(found_boxes(want, info.arch, VERIFY_CONF / 2, self.iou, self.max_det),
+                            found_boxes(got, info.arch, VERIFY_CONF / 2, self.iou, self.max_det)):
+                (ok_ab, diff_ab), (ok_ba, diff_ba) = _matched(a, b), _matched(b, a)
+                ok, diff = ok_ab and ok_ba, max(diff_ab, diff_ba)
+                worst = max(worst, diff)
+                same += ok * counted
+                total += counted
+        agree = same / max(total, 1)
+        return {"max_abs_diff": worst, "top1_agreement": agree, "passed": agree == 1.0,
+                "criterion": f"{precision}: the same labels, boxes within {MAX_BOX_DIFF:g} px and "
+                             f"scores within {MAX_SCORE_DIFF:g} on every image"}
+
     def csv_columns(self) -> list[str]:
         return CSV_COLUMNS
 
@@ -81,10 +114,9 @@ class Detect(Task):
         base = {"path": row["path"], "width": row.get("width", ""), "height": row.get("height", ""),
                 "error": row.get("error") or ""}
         found = row.get("detections") or []
-        if not found:
-            return [{**dict.fromkeys(CSV_COLUMNS, ""), **base}]
-        return [{**base, "det": n, **dict(zip(("x1", "y1", "x2", "y2"), d["box"])), "label": d["label"],
-                 "index": d["index"], "score": d["score"]} for n, d in enumerate(found)]
+        lines = [{**base, "det": n, **dict(zip(("x1", "y1", "x2", "y2"), d["box"])), "label": d["label"],
+                  "index": d["index"], "score": d["score"]} for n, d in enumerate(found)] or [base]
+        return [{c: line.get(c, "") for c in CSV_COLUMNS} for line in lines]
 
     def headline(self, row: dict) -> str | None:
         found = row["detections"]
@@ -119,7 +151,7 @@ class Detect(Task):
                 render.save_image(self.save_dir / "crops" / safe_folder(label) / f"{stem}_{n}.jpg", crop)
 
 
-def found_boxes(outputs, info, conf: float, iou: float, max_det: int):
+def found_boxes(outputs, arch: str, conf: float, iou: float, max_det: int):
     """Per image (boxes (k, 4) in input pixels, scores (k,), labels (k,)), best score first."""
     if len(outputs) == 3:  # boxes, scores, labels
         boxes, scores, labels = outputs
@@ -131,7 +163,7 @@ def found_boxes(outputs, info, conf: float, iou: float, max_det: int):
         return per_image
     from visiontool.models import decoders
 
-    return decoders.decode(info, outputs[0], conf, iou, max_det)
+    return decoders.decode_raw(arch, outputs[0], conf, iou, max_det)
 
 
 def wanted_classes(classes, labels: list[str]) -> set[int] | None:
@@ -213,3 +245,21 @@ class CocoResults:
                 known = self._datasets[folder]
                 self._datasets[folder] = (images, categories) if known is None else ({**known[0], **images}, {**known[1], **categories})
         return self._datasets[folder]
+
+
+def _matched(a, b) -> tuple[bool, float]:
+    """Whether every detection of `a` scoring VERIFY_CONF or more has a twin in `b` (same label,
+    corners within MAX_BOX_DIFF, score within MAX_SCORE_DIFF); and the largest corner difference."""
+    (ab, ascore, alab), (bb, bscore, blab) = a, b
+    worst = 0.0
+    for box, score, label in zip(ab, ascore, alab):
+        if score < VERIFY_CONF:
+            continue
+        mates = (blab == label) & (np.abs(bscore - score) <= MAX_SCORE_DIFF)
+        if not mates.any():
+            return False, worst
+        diff = float(np.abs(bb[mates] - box).max(axis=1).min())
+        worst = max(worst, diff)
+        if diff > MAX_BOX_DIFF:
+            return False, worst
+    return True, worst

@@ -181,8 +181,8 @@ def eval_preprocess(base: Preprocess, image_size: int | None, keep_margin: bool)
     """
     size = image_size or base.crop
     if keep_margin:
-        resize = base.resize if size == base.crop else round(size * base.resize / base.crop)
-        return replace(base, crop=size, resize=max(resize, size))
+        sized = base if size == base.crop else base.at_size(size)
+        return replace(sized, resize=max(sized.resize, size))
     return replace(base, crop=size, resize=size)
 
 

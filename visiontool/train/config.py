@@ -61,8 +61,12 @@ class TrainConfig:
     def resolve(self) -> "TrainConfig":
         """Check values and fill in defaults that depend on other options."""
         if not self.data:
-            raise UsageError("missing DATA: the dataset folder (DATA/train/<class>/<image>)")
-        if not self.model:
+            raise UsageError("missing DATA: the dataset folder (DATA/train/<class>/<image> for classify, "
+                             "a YOLO or COCO dataset for detect)")
+        from visiontool.train.job import training_for
+
+        model = self.model or training_for(self.task).default_model
+        if not model:
             raise UsageError("missing --model: an architecture name, e.g. resnet18 (see `visiontool models`)")
         _choice("--optimizer", self.optimizer, OPTIMIZERS)
         _choice("--scheduler", self.scheduler, SCHEDULERS)
@@ -87,7 +91,7 @@ class TrainConfig:
         wd = DEFAULT_WD[self.optimizer] if self.weight_decay is None else self.weight_decay
         if wd < 0:
             raise UsageError("--weight-decay cannot be negative")
-        return replace(self, lr=lr, weight_decay=wd)
+        return replace(self, model=model, lr=lr, weight_decay=wd)
 
     def to_dict(self) -> dict:
         return asdict(self)

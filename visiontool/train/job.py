@@ -33,6 +33,7 @@ class TaskTraining:
     columns: tuple[str, ...] = ()  # results.csv columns between epoch and lr
     best_metric = ""  # the row key that picks best.safetensors (higher is better)
     train_sums = 1  # how many running sums `loss` returns (the first is the loss sum)
+    default_model = ""  # --model when none is given ("": it must be given)
 
     # Filled in by __init__(cfg, dist, device, say): data decoded, model built.
     module: nn.Module

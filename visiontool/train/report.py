@@ -53,19 +53,28 @@ def _save(fig, path: Path) -> None:
         fig.savefig(tmp, format="png")
 
 
-def plot_curves(path: Path, rows: list[dict]) -> None:
-    """Loss (train and val) and accuracy (train, val top-1, val top-5) per epoch."""
+_NAMES = {"train_loss": "train", "val_loss": "val", "train_box": "train, box", "train_cls": "train, class",
+          "train_acc": "train top-1", "val_top1": "val top-1", "val_top5": "val top-5",
+          "val_map50": "val mAP@0.5", "val_map": "val mAP@0.5:0.95"}
+
+
+def plot_curves(path: Path, rows: list[dict], loss: tuple[str, ...] = ("train_loss", "val_loss"),
+                score: tuple[str, ...] = ("train_acc", "val_top1", "val_top5"), score_name: str = "accuracy") -> None:
+    """Losses (log scale) and scores per epoch: by default classification's loss (train and
+    val) and accuracy (train, val top-1, val top-5)."""
+    from matplotlib.ticker import MaxNLocator
+
     fig = _figure(10, 4)
-    loss_ax, acc_ax = fig.subplots(1, 2)
+    loss_ax, score_ax = fig.subplots(1, 2)
     epochs = [r["epoch"] for r in rows]
-    loss_ax.plot(epochs, [r["train_loss"] for r in rows], "o-", label="train")
-    loss_ax.plot(epochs, [r["val_loss"] for r in rows], "o-", label="val")
+    for key in loss:
+        loss_ax.plot(epochs, [r[key] for r in rows], "o-", label=_NAMES.get(key, key))
     loss_ax.set(xlabel="epoch", ylabel="loss (log scale)", title="Loss", yscale="log")  # early val spikes
-    acc_ax.plot(epochs, [r["train_acc"] for r in rows], "o-", label="train top-1")
-    acc_ax.plot(epochs, [r["val_top1"] for r in rows], "o-", label="val top-1")
-    acc_ax.plot(epochs, [r["val_top5"] for r in rows], "o--", label="val top-5")
-    acc_ax.set(xlabel="epoch", ylabel="accuracy", title="Accuracy", ylim=(0, 1.02))
-    for ax in (loss_ax, acc_ax):
+    for n, key in enumerate(score):
+        score_ax.plot(epochs, [r[key] for r in rows], "o--" if n == 2 else "o-", label=_NAMES.get(key, key))
+    score_ax.set(xlabel="epoch", ylabel=score_name, title=score_name[0].upper() + score_name[1:], ylim=(0, 1.02))
+    for ax in (loss_ax, score_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     _save(fig, path)

@@ -27,6 +27,11 @@ class ValReport:
     present: list[int]  # label indices that have images in the folder
     skipped: list[tuple[Path, str]]  # unreadable files (path, reason)
 
+    def show(self) -> None:
+        from visiontool.cli.val import show_classification
+
+        show_classification(self.to_dict())
+
     def to_dict(self) -> dict:
         s = self.summary
         labels = [s.labels[i] for i in self.present]
@@ -71,6 +76,13 @@ def validate(
 
     say = Reporter(quiet)
     loaded = load_model(model, weights, offline=offline, quiet=quiet)
+    if loaded.info.task != "classify":  # the task's training module knows its metrics
+        import importlib
+
+        from visiontool.train.job import MODULES
+
+        task_module = importlib.import_module(MODULES[loaded.info.task])
+        return task_module.validate(loaded, model, data, device, batch_size, workers, say)
     labels = list(loaded.info.labels)
     pp = loaded.info.preprocess
     split, classes, source, bad = _images(Path(data), model)
