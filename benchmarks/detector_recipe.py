@@ -149,6 +149,7 @@ def main() -> int:
     eval_size = a.eval_size or a.image_size
 
     epochs, train_s, eval_s, step = [], 0.0, 0.0, 0
+    cpu0 = time.process_time()
     aug_s = 0.0
     for epoch in range(a.epochs):
         t = time.perf_counter()
@@ -169,8 +170,9 @@ def main() -> int:
             for k, v in {"loss": total.detach(), **parts}.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
         train_s += time.perf_counter() - t
+        epoch_s = time.perf_counter() - t
         row = {"epoch": epoch + 1, **{k: round(v / steps_per_epoch, 4) for k, v in sums.items()},
-               "train_s": round(train_s, 1)}
+               "epoch_s": round(epoch_s, 1), "train_s": round(train_s, 1)}
         if (a.eval_every and (epoch + 1) % a.eval_every == 0) or epoch + 1 == a.epochs:
             t = time.perf_counter()
             row.update(evaluate(model, eval_images, eval_ids, eval_ann, eval_size))
@@ -178,6 +180,7 @@ def main() -> int:
         epochs.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
 
+    cpu_used = time.process_time() - cpu0
     if a.save:
         from safetensors.torch import save_file
 
@@ -194,9 +197,13 @@ def main() -> int:
         "threads": a.threads, "load_seconds": round(load_s, 1), "train_seconds": round(train_s, 1),
         "augment_seconds": round(aug_s, 1), "eval_seconds": round(eval_s, 1),
         "wall_seconds": round(train_s + eval_s, 1),
+        # CPU seconds this process used over training and evaluation: on a shared machine, a
+        # wall time far above cpu_seconds / threads means other work took the cores.
+        "cpu_seconds": round(cpu_used, 1),
+        "median_epoch_seconds": round(float(np.median([r["epoch_s"] for r in epochs])), 1),
         "train_images_per_s": round(steps_per_epoch * a.batch_size * a.epochs / train_s, 1),
         "final_map50": last.get("map50"), "final_map": last.get("map"),
-        "per_epoch": [{k: r[k] for k in ("epoch", "loss", "map50", "map") if k in r} for r in epochs],
+        "per_epoch": [{k: r[k] for k in ("epoch", "epoch_s", "loss", "map50", "map") if k in r} for r in epochs],
     }
     print(json.dumps(report, indent=2))
     return 0

@@ -159,3 +159,19 @@ def test_letterbox_round_trip(shape):
 def test_module_constants():
     assert griddet.ARCH == "griddet" and len(griddet.MEAN) == len(griddet.STD) == 3
     assert griddet.SIZE_MULTIPLE % griddet.STRIDE == 0
+
+
+def test_onnx_export_runs_at_other_sizes(tmp_path, one_thread):
+    ort = pytest.importorskip("onnxruntime")
+    model = griddet.GridDet(3, width=0.5).eval()
+    path = tmp_path / "griddet.onnx"
+    torch.onnx.export(model, (torch.randn(1, 3, 64, 96),), str(path), opset_version=17, dynamo=False,
+                      input_names=["x"], output_names=["raw"],
+                      dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}, "raw": {0: "n", 2: "gh", 3: "gw"}})
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.randn(2, 3, 96, 160)
+    got = session.run(None, {"x": x.numpy()})[0]
+    with torch.inference_mode():
+        want = model(x).numpy()
+    assert got.shape == want.shape == (2, 7, 12, 20)
+    np.testing.assert_allclose(got, want, atol=1e-4)
