@@ -56,17 +56,11 @@ class DetectTraining(TaskTraining):
         if spec.task != "detect":
             raise UsageError(f"{spec.name} is a {spec.task} model; `train --task detect` needs a detector "
                              f"(e.g. {DEFAULT_MODEL}; `visiontool models --task detect`)")
-        if spec.arch != griddet.ARCH:
-            raise UsageError(f"{spec.name}: `train --task detect` trains {griddet.ARCH} (torchvision's detectors run "
-                             f"in `detect` and `export`, not yet in training)")
         torch.manual_seed(cfg.seed)
-        self.arch, self.arch_kwargs = spec.arch, dict(spec.arch_kwargs)
-        size = cfg.image_size or spec.preprocess.crop
-        if size % griddet.SIZE_MULTIPLE:
-            raise UsageError(f"--image-size {size}: {self.arch} needs a multiple of {griddet.SIZE_MULTIPLE}")
-        self.preprocess = Preprocess(crop=size, resize=size, mean=griddet.MEAN, std=griddet.STD, fit="letterbox")
-        module = registry.build(self.arch, len(self.labels), **self.arch_kwargs)
-
+        self.kit = (_GridDet if spec.arch == griddet.ARCH else _Torchvision)(cfg, spec, self.labels)
+        self.arch, self.arch_kwargs, self.preprocess = spec.arch, self.kit.arch_kwargs, self.kit.preprocess
+        self.labels, size = self.kit.labels, self.kit.size
+        module = self.kit.module
         side = round(CACHE_SCALE * size)
         with say.bar(f"decoding {len(data.train) + len(data.val)} images", len(data.train) + len(data.val)) as advance:
             with ThreadPoolExecutor(workers) as pool:
@@ -85,15 +79,15 @@ class DetectTraining(TaskTraining):
         self.n_train = len(self.images)
 
         self.module = module.to(device).to(memory_format=torch.channels_last)
-        check_input_size(self.module, self.arch, size, 3, device)
-        self.augment = BoxAugment(size=size, mean=griddet.MEAN, std=griddet.STD, flip=cfg.flip)
-        self.loss_fn = griddet.loss
+        if self.kit.fixed_size:
+            check_input_size(self.module, self.arch, size, 3, device)
+        self.augment = BoxAugment(size=size, mean=self.kit.mean, std=self.kit.std, flip=cfg.flip)
 
     def describe(self) -> str:
         boxes = sum(len(t[1]) for t in self.targets)
         return (f"{self.arch}: {len(self.labels)} classes, {self.n_train} training images ({boxes} boxes, "
                 f"{self.data.format} format), {len(self.val_inputs)} validation ({self.data.val_source}), "
-                f"{self.preprocess.crop}px")
+                f"{self.kit.size}px")
 
     def epoch_params(self, n, generator):
         return torch.randint(0, 2**31 - 1, (n, 1), generator=generator)
@@ -104,12 +98,14 @@ class DetectTraining(TaskTraining):
         x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         return x, [(b.to(device), l.to(device)) for b, l in targets]
 
+    def forward(self, net, x, targets):
+        return self.kit.forward(net, x, targets)
+
     def loss(self, outputs, targets):
-        total, parts = self.loss_fn(outputs.float(), targets)
+        total, box, cls = self.kit.loss(outputs, targets)
         n = len(targets)
         with torch.no_grad():
-            sums = torch.stack([total.detach().double() * n, parts["box"].detach().double() * n,
-                                parts["cls"].detach().double() * n])
+            sums = torch.stack([total.detach().double() * n, box.detach().double() * n, cls.detach().double() * n])
         return total, sums
 
     def train_row(self, sums, seen):
@@ -118,11 +114,14 @@ class DetectTraining(TaskTraining):
     def evaluate(self, module, batch_size, amp_dtype):
         from visiontool.train import coco_eval
 
-        preds = predict(module, self.arch, self.val_inputs, batch_size, self.device, amp_dtype)
+        from visiontool.models import registry
+
+        shown = registry.for_inference(self.arch, module)  # torchvision's: boxes, scores, labels
+        preds = predict(shown, self.arch, self.val_inputs, batch_size, self.device, amp_dtype)
         truth = [(s.boxes, s.labels) for s in self.val_samples]
         metrics = coco_eval.evaluate(truth, preds, self.labels, crowd=[(s.crowd_boxes, s.crowd_labels) for s in self.val_samples])
-        shown = (metrics, preds[:SHOWN_VAL_IMAGES])
-        return {"val_map50": _finite(metrics.map50), "val_map": _finite(metrics.map)}, shown
+        best = (metrics, preds[:SHOWN_VAL_IMAGES])
+        return {"val_map50": _finite(metrics.map50), "val_map": _finite(metrics.map)}, best
 
     def epoch_line(self, row):
         return (f"train loss {row['train_loss']:.4f} (box {row['train_box']:.3f}, cls {row['train_cls']:.3f})  "
@@ -149,6 +148,64 @@ class DetectTraining(TaskTraining):
 
 
 Training = DetectTraining
+
+
+class _GridDet:
+    """The project's own detector: letterboxed input of a fixed side, its own loss."""
+
+    fixed_size = True
+
+    def __init__(self, cfg, spec, classes: list[str]) -> None:
+        from visiontool.models import griddet, registry
+
+        self.size = cfg.image_size or spec.preprocess.crop
+        if self.size % griddet.SIZE_MULTIPLE:
+            raise UsageError(f"--image-size {self.size}: {spec.arch} needs a multiple of {griddet.SIZE_MULTIPLE}")
+        self.mean, self.std, self.labels, self.arch_kwargs = griddet.MEAN, griddet.STD, classes, dict(spec.arch_kwargs)
+        self.preprocess = Preprocess(crop=self.size, resize=self.size, mean=griddet.MEAN, std=griddet.STD, fit="letterbox")
+        self.module = registry.build(spec.arch, len(classes), **self.arch_kwargs)
+        self.loss_fn = griddet.loss
+
+    def forward(self, net, x, targets):
+        return net(x)
+
+    def loss(self, outputs, targets):
+        total, parts = self.loss_fn(outputs.float(), targets)
+        return total, parts["box"], parts["cls"]
+
+
+class _Torchvision:
+    """torchvision's detectors: class 0 is the background, images in [0, 1] (they normalize
+    and resize inside, to --image-size here), losses computed inside the model."""
+
+    fixed_size = False
+
+    def __init__(self, cfg, spec, classes: list[str]) -> None:
+        from visiontool.models import registry
+        from visiontool.models.loader import load_model
+
+        self.size = cfg.image_size or 512  # a CPU-sized default; the COCO recipes use 800
+        self.mean, self.std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+        self.labels = ["__background__", *classes]
+        self.arch_kwargs = {"min_size": self.size, "max_size": self.size} if "ssd" not in spec.arch else {}
+        self.preprocess = registry.DETECTOR_PREPROCESS
+        if cfg.pretrained:  # COCO weights, with the heads sized for these classes (the loader finds them)
+            loaded = load_model(cfg.model, None, quiet=cfg.quiet, num_classes=len(self.labels))
+            self.module = getattr(loaded.module, "model", loaded.module)
+            for key, value in self.arch_kwargs.items():  # train and infer at --image-size
+                setattr(self.module.transform, key, (value,) if key == "min_size" else value)
+        else:
+            self.module = registry.build(spec.arch, len(self.labels), **self.arch_kwargs)
+
+    def forward(self, net, x, targets):
+        if not net.training:
+            return net(list(x))
+        return net(list(x), [{"boxes": b, "labels": l + 1} for b, l in targets])
+
+    def loss(self, outputs, targets):
+        box = sum(v for k, v in outputs.items() if "box" in k)
+        cls = sum(v for k, v in outputs.items() if "box" not in k)
+        return box + cls, torch.as_tensor(box), torch.as_tensor(cls)
 
 
 def predict(module, arch: str, inputs, batch_size: int, device, amp_dtype=None):

@@ -159,7 +159,7 @@ def _fit(cfg, dist, device, resume_dir, on_epoch_end, resume_command) -> TrainRe
                     mine = slice(step * batch + dist.rank * local_batch, step * batch + (dist.rank + 1) * local_batch)
                     x, targets = job.batch(order[mine], params[mine], device)
                     with autocast():
-                        outputs = net(x)
+                        outputs = job.forward(net, x, targets)
                     loss, step_sums = job.loss(outputs, targets)
                     optimizer.zero_grad(set_to_none=True)
                     scaler.scale(loss).backward()

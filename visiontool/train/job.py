@@ -56,6 +56,10 @@ class TaskTraining:
         """This rank's slice of a global batch: (model input on `device`, targets)."""
         raise NotImplementedError
 
+    def forward(self, net: nn.Module, x, targets):
+        """The training forward pass (a model that computes its losses inside takes the targets)."""
+        return net(x)
+
     def loss(self, outputs, targets) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss to minimise, (train_sums,) float64 running sums for the epoch row)."""
         raise NotImplementedError
