@@ -101,3 +101,30 @@ def test_option_errors_are_usage_errors(tmp_path):
         Detect(save_crops=True)
     with pytest.raises(UsageError, match="out.txt: the file name must end in .json"):
         Detect(coco_json=tmp_path / "out.txt")
+
+
+def test_mask_rcnn_masks_become_coco_rle_in_original_pixels(tmp_path):
+    from pycocotools import mask as coco_mask
+
+    path = tmp_path / "scene.jpg"
+    _scene(path, 1)
+
+    class WithMasks(WhiteFinder):
+        def __call__(self, batch):
+            boxes, scores, labels = super().__call__(batch)
+            x = np.asarray(batch[0] if isinstance(batch, list) else batch[0])
+            masks = (x.mean(axis=0) > 0.5 * x.max()).astype(np.float32)[None, None]
+            # a second, weaker detection first in the model's order: rows sort by score
+            return [np.concatenate([boxes, boxes], 1), np.asarray([[0.3, 0.9]], np.float32),
+                    np.asarray([[2, 1]]), np.concatenate([np.zeros_like(masks), masks], 1)]
+
+    pp = Preprocess(crop=0, resize=0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), fit="none")
+    info = ModelInfo("finder", "detect", LABELS, pp)
+    task = Detect(conf=0.5)
+    task.check_model(info, "finder")
+    (row,) = pipeline.run([str(path)], pp, WithMasks(), lambda out, b: task.postprocess(out, b, info), workers=1)
+    (found,) = row["detections"]
+    mask = coco_mask.decode({"size": found["mask"]["size"], "counts": found["mask"]["counts"].encode()})
+    assert mask.shape == (UPRIGHT[1], UPRIGHT[0])
+    ys, xs = np.nonzero(mask)
+    assert np.abs(np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]) - OBJECT).max() <= 1

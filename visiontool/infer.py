@@ -23,13 +23,15 @@ class Inference:
     def __init__(self, task: Task, sources: Sequence[str], model: str, weights: str | None = None,
                  backend: str | None = None, device: str = "auto", offline: bool = False,
                  quiet: bool = True, batch_size: int = 32, workers: int | None = None,
-                 exact_decode: bool = False, recursive: bool = False, stdin=None) -> None:
+                 exact_decode: bool = False, recursive: bool = False, stdin=None,
+                 image_size: int | None = None) -> None:
         from visiontool.backends import open_model
         from visiontool.sources import expand
 
         self.task, self.batch_size, self.workers, self.exact_decode = task, batch_size, workers, exact_decode
         self.paths = expand(list(sources), recursive=recursive, stdin=stdin or sys.stdin)
-        self.runner, self.info = open_model(model, weights, backend, device, offline, quiet, images=len(self.paths))
+        self.runner, self.info = open_model(model, weights, backend, device, offline, quiet, images=len(self.paths),
+                                            image_size=image_size)
         task.check_model(self.info, model)
 
     def rows(self, on_batch: Callable[[int], None] | None = None) -> Iterator[dict]:

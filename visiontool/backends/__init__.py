@@ -25,9 +25,12 @@ def pick_backend(model: str, backend: str | None) -> str:
 
 def open_model(model: str, weights: str | None = None, backend: str | None = None,
                device: str = "auto", offline: bool = False, quiet: bool = False,
-               images: int | None = None):
-    """(runner, ModelInfo) for any model argument; runner(batch NCHW float32) -> ndarray.
-    `images`: how many the run will see, when known (a backend may start faster for a few)."""
+               images: int | None = None, image_size: int | None = None):
+    """(runner, ModelInfo) for any model argument; runner(batch) -> list of ndarrays.
+    `images`: how many the run will see, when known (a backend may start faster for a few).
+    `image_size`: the side the model sees instead of its own (--image-size)."""
+    from dataclasses import replace
+
     kind = pick_backend(model, backend)
     if kind == "onnx":
         from visiontool.backends.onnx_backend import open_onnx
@@ -35,10 +38,19 @@ def open_model(model: str, weights: str | None = None, backend: str | None = Non
         if Path(model).suffix.lower() != ".onnx":  # a registry model or checkpoint: export it once
             from visiontool.export.cache import cached_onnx
 
-            model, weights = str(cached_onnx(model, weights, offline=offline, quiet=quiet)), None
+            model = str(cached_onnx(model, weights, offline=offline, quiet=quiet, image_size=image_size))
+            weights = image_size = None
+        if image_size is not None:
+            raise UsageError(f"--image-size: {model} was exported at one size; export the model again "
+                             f"with `visiontool export --image-size {image_size}`")
         return open_onnx(model, weights=weights, device=device, offline=offline, quiet=quiet, images=images)
     from visiontool.backends.torch_backend import TorchBackend
     from visiontool.models.loader import load_model
 
     loaded = load_model(model, weights, offline=offline, quiet=quiet)
-    return TorchBackend(loaded.module, device), loaded.info
+    info = loaded.info
+    if image_size is not None:
+        info = replace(info, preprocess=info.preprocess.at_size(image_size))
+        if hasattr(loaded.module, "set_input_size"):  # models that resize inside themselves
+            loaded.module.set_input_size(image_size)
+    return TorchBackend(loaded.module, device), info

@@ -24,6 +24,7 @@ def detect(
     iou: Annotated[float, typer.Option(min=0.0, max=1.0, help="Overlap above which non-maximum suppression drops the weaker box.")] = 0.5,
     classes: Annotated[Optional[List[str]], typer.Option(help="Only these classes: names or indices, comma-separated or repeated.")] = None,
     max_det: Annotated[int, typer.Option(min=1, help="At most this many detections per image.")] = 100,
+    image_size: Annotated[Optional[int], typer.Option(min=32, help="Side the model sees (default: its own; torchvision's detectors: the shorter side they resize to).", show_default=False)] = None,
     batch_size: opt.BatchSize = 8,
     workers: opt.Workers = None,
     device: opt.Device = "auto",
@@ -43,4 +44,4 @@ def detect(
 
     task = Detect(conf, iou, classes, max_det, save_dir, save_crops, coco_json)
     run_rows(task, RunOptions(sources, model, weights, backend, device, offline, quiet, batch_size, workers,
-                              exact_decode, recursive, output))
+                              exact_decode, recursive, output, image_size))

@@ -32,6 +32,7 @@ class RunOptions:
     exact_decode: bool = False
     recursive: bool = False
     output: Path | None = None
+    image_size: int | None = None
 
 
 def run_rows(task, o: RunOptions) -> None:
@@ -42,7 +43,7 @@ def run_rows(task, o: RunOptions) -> None:
     if o.output is not None:
         format_for(o.output)  # a bad --output fails before the model loads, not after the run
     run = Inference(task, o.sources, o.model, o.weights, o.backend, o.device, o.offline, o.quiet,
-                    o.batch_size, o.workers, o.exact_decode, o.recursive, stdin=sys.stdin)
+                    o.batch_size, o.workers, o.exact_decode, o.recursive, stdin=sys.stdin, image_size=o.image_size)
     paths, info = run.paths, run.info
 
     # On a terminal with no --output, a few images get a table; otherwise rows are the output.

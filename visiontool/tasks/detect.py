@@ -20,6 +20,7 @@ import numpy as np
 from visiontool.errors import UsageError
 from visiontool.tasks import Task
 
+MASK_THRESHOLD = 0.5  # Mask R-CNN: a pixel belongs to the object when its probability is at least this
 MAX_BOX_DIFF = 1.0  # export verification: pixels
 MAX_SCORE_DIFF = 1e-3
 VERIFY_CONF = 0.05  # detections compared in export verification: those a user could ask for
@@ -58,15 +59,18 @@ class Detect(Task):
 
     def postprocess(self, outputs, batch, info) -> list[dict]:
         per_image = found_boxes(outputs, info.arch, self.conf, self.iou, self.max_det)
+        masks = outputs[3] if len(outputs) > 3 else None  # Mask R-CNN, in the order of its boxes
         rows = []
-        for (boxes, scores, labels), geometry in zip(per_image, batch.geometries):
+        for n, ((boxes, scores, labels, order), geometry) in enumerate(zip(per_image, batch.geometries)):
             keep = [i for i in range(len(scores)) if scores[i] >= self.conf
                     and (self._wanted is None or int(labels[i]) in self._wanted)][: self.max_det]
             boxes = geometry.to_original(boxes[keep])
-            rows.append({"width": geometry.width, "height": geometry.height, "detections": [
-                {"box": [round(float(v), 2) for v in box], "label": label_of(info.labels, int(labels[i])),
-                 "index": int(labels[i]), "score": round(float(scores[i]), 5)}
-                for box, i in zip(boxes, keep)]})
+            found = [{"box": [round(float(v), 2) for v in box], "label": label_of(info.labels, int(labels[i])),
+                      "index": int(labels[i]), "score": round(float(scores[i]), 5)} for box, i in zip(boxes, keep)]
+            if masks is not None:
+                for d, i in zip(found, keep):
+                    d["mask"] = mask_rle(masks[n, order[i], : geometry.height, : geometry.width] >= MASK_THRESHOLD)
+            rows.append({"width": geometry.width, "height": geometry.height, "detections": found})
         if self.coco is not None:
             decoded = [p for p, e in zip(batch.paths, batch.errors) if e is None]
             for path, row in zip(decoded, rows):
@@ -152,18 +156,28 @@ class Detect(Task):
 
 
 def found_boxes(outputs, arch: str, conf: float, iou: float, max_det: int):
-    """Per image (boxes (k, 4) in input pixels, scores (k,), labels (k,)), best score first."""
-    if len(outputs) == 3:  # boxes, scores, labels
-        boxes, scores, labels = outputs
+    """Per image (boxes (k, 4) in input pixels, scores (k,), labels (k,), positions (k,) in the
+    model's own order), best score first."""
+    if len(outputs) >= 3:  # boxes, scores, labels (and masks)
+        boxes, scores, labels = outputs[:3]
         per_image = []
         for b, s, lab in zip(boxes, scores, labels):
-            real = lab >= 0
-            order = np.argsort(-s[real], kind="stable")
-            per_image.append((b[real][order], s[real][order], lab[real][order]))
+            real = np.flatnonzero(lab >= 0)
+            order = real[np.argsort(-s[real], kind="stable")]
+            per_image.append((b[order], s[order], lab[order], order))
         return per_image
     from visiontool.models import decoders
 
-    return decoders.decode_raw(arch, outputs[0], conf, iou, max_det)
+    return [(*found, np.arange(len(found[1]))) for found in decoders.decode_raw(arch, outputs[0], conf, iou, max_det)]
+
+
+def mask_rle(mask: np.ndarray) -> dict:
+    """A boolean mask as COCO run-length encoding ({"size": [h, w], "counts": str}), the form
+    pycocotools and COCO results files read."""
+    from pycocotools import mask as coco_mask
+
+    rle = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
 def wanted_classes(classes, labels: list[str]) -> set[int] | None:
@@ -211,10 +225,13 @@ class CocoResults:
         image_id, categories = self._ids(Path(path))
         for d in detections:
             x1, y1, x2, y2 = d["box"]
-            self.writer.write({"image_id": image_id if image_id is not None else self.count,
-                               "category_id": categories.get(d["label"], d["index"]),
-                               "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
-                               "score": round(d["score"], 5)})
+            result = {"image_id": image_id if image_id is not None else self.count,
+                      "category_id": categories.get(d["label"], d["index"]),
+                      "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                      "score": round(d["score"], 5)}
+            if "mask" in d:
+                result["segmentation"] = d["mask"]
+            self.writer.write(result)
 
     def close(self, ok: bool) -> None:
         self.writer.close(ok)
@@ -250,7 +267,7 @@ class CocoResults:
 def _matched(a, b) -> tuple[bool, float]:
     """Whether every detection of `a` scoring VERIFY_CONF or more has a twin in `b` (same label,
     corners within MAX_BOX_DIFF, score within MAX_SCORE_DIFF); and the largest corner difference."""
-    (ab, ascore, alab), (bb, bscore, blab) = a, b
+    (ab, ascore, alab, _), (bb, bscore, blab, _) = a, b
     worst = 0.0
     for box, score, label in zip(ab, ascore, alab):
         if score < VERIFY_CONF:

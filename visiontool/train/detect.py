@@ -225,7 +225,7 @@ def predict(module, arch: str, inputs, batch_size: int, device, amp_dtype=None):
                 raw = module(x)
             outputs = [o.float().cpu().numpy() if o.is_floating_point() else o.cpu().numpy()
                        for o in (raw if isinstance(raw, (tuple, list)) else [raw])]
-            for (boxes, scores, labels), (_, geometry) in zip(found_boxes(outputs, arch, VAL_CONF, VAL_IOU, VAL_MAX_DET), chunk):
+            for (boxes, scores, labels, _), (_, geometry) in zip(found_boxes(outputs, arch, VAL_CONF, VAL_IOU, VAL_MAX_DET), chunk):
                 out.append((geometry.to_original(boxes), scores, labels))
     module.train(was_training)
     return out
