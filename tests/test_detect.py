@@ -128,3 +128,110 @@ def test_mask_rcnn_masks_become_coco_rle_in_original_pixels(tmp_path):
     assert mask.shape == (UPRIGHT[1], UPRIGHT[0])
     ys, xs = np.nonzero(mask)
     assert np.abs(np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]) - OBJECT).max() <= 1
+
+
+def test_annotated_image_has_the_box_drawn_where_it_is(tmp_path):
+    from visiontool.render import class_colors
+
+    path = tmp_path / "scene.png"
+    upright = Image.new("RGB", UPRIGHT, (20, 30, 40))
+    upright.paste((255, 255, 255), tuple(int(v) for v in OBJECT))
+    upright.save(path)
+    pp = Preprocess(crop=0, resize=0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), fit="none")
+    info = ModelInfo("finder", "detect", LABELS, pp)
+    task = Detect(conf=0.5, save_dir=tmp_path / "out", save_crops=True)
+    task.check_model(info, "finder")
+
+    def post(outputs, batch):
+        rows = task.postprocess(outputs, batch, info)
+        for p, row, image in zip(batch.paths, rows, batch.originals):
+            task.save(p, row, image)
+        return rows
+
+    (row,) = pipeline.run([str(path)], pp, WhiteFinder(), post, workers=1, keep_images=True)
+    drawn = np.asarray(Image.open(tmp_path / "out" / "scene.png").convert("RGB")).astype(int)
+    colour = class_colors(2)[1]
+    x1, y1, x2, y2 = (int(v) for v in OBJECT)
+    # The left and bottom edges carry the class colour; the middle of the object and the
+    # background far from it are untouched.
+    assert np.abs(drawn[(y1 + y2) // 2, x1] - colour).max() <= 2
+    assert np.abs(drawn[y2 - 1, (x1 + x2) // 2] - colour).max() <= 2
+    assert drawn[(y1 + y2) // 2, (x1 + x2) // 2].tolist() == [255, 255, 255]
+    assert drawn[UPRIGHT[1] - 5, UPRIGHT[0] - 5].tolist() == [20, 30, 40]
+    crop = Image.open(tmp_path / "out" / "crops" / "one" / "scene_0.jpg")
+    assert crop.size == (x2 - x1, y2 - y1)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, digit_scenes):
+    """A GridDet trained for two epochs on 24 small scenes (YOLO layout), plus its data."""
+    root = tmp_path_factory.mktemp("detect")
+    data = root / "scenes"
+    digit_scenes.write_dataset(data, {"train": 24, "val": 8}, size=128, seed=3)
+    result = runner.invoke(app, ["train", "--task", "detect", str(data), "--epochs", "2", "--image-size", "128",
+                                 "--batch-size", "8", "--no-flip", "--out", str(root / "run"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    return data, root / "run"
+
+
+def test_training_writes_a_detection_run_folder(trained):
+    data, run = trained
+    with open(run / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["epoch", "train_loss", "train_box", "train_cls", "val_map50", "val_map", "lr", "seconds"]
+    assert len(rows) == 2 and float(rows[1]["train_loss"]) < float(rows[0]["train_loss"])
+    for name in ("best.safetensors", "last.safetensors", "curves.png", "pr_curves.png", "val_predictions.png"):
+        assert (run / name).stat().st_size > 0
+    from visiontool import checkpoint
+
+    meta = checkpoint.read_meta(run / "best.safetensors")
+    assert meta["task"] == "detect" and meta["labels"] == [str(d) for d in range(10)]
+    assert meta["preprocess"]["fit"] == "letterbox" and meta["preprocess"]["crop"] == 128
+
+
+def test_val_reports_cocoeval_of_the_best_epoch(trained):
+    data, run = trained
+    result = runner.invoke(app, ["val", str(run / "best.safetensors"), str(data), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    best = max(float(r["val_map"]) for r in csv.DictReader(open(run / "results.csv")))
+    assert report["images"] == 8 and abs(report["map"] - best) < 1e-6
+    assert {c["label"] for c in report["per_class"]} <= {str(d) for d in range(10)}
+    assert len(report["cocoeval"]) == 12
+
+
+def test_coco_layout_trains_too(tmp_path, digit_scenes):
+    data = tmp_path / "coco"
+    digit_scenes.write_dataset(data, {"train": 8, "val": 4}, size=96, seed=4, formats=("coco",))
+    result = runner.invoke(app, ["train", "--task", "detect", str(data), "--epochs", "1", "--image-size", "96",
+                                 "--batch-size", "4", "--out", str(tmp_path / "run"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    scored = runner.invoke(app, ["val", str(tmp_path / "run" / "best.safetensors"), str(data), "--json"])
+    assert scored.exit_code == 0, scored.output
+    assert json.loads(scored.stdout)["data"] == f"{data} (instances_val.json)"
+
+
+def test_onnx_export_gives_the_same_boxes_without_torch(trained, tmp_path):
+    import subprocess
+    import sys
+
+    data, run = trained
+    onnx_file = tmp_path / "det.onnx"
+    result = runner.invoke(app, ["export", str(run / "best.safetensors"), "-o", str(onnx_file), "--json"])
+    assert result.exit_code == 0, result.output
+    check = json.loads(result.stdout)["verification"]
+    assert check["passed"] and check["top1_agreement"] == 1.0
+    images = sorted(str(p) for p in (data / "images" / "val").iterdir())
+    code = ("import json, sys, visiontool; rows = list(visiontool.detect(sys.argv[2:], model=sys.argv[1], conf=0.01));"
+            "print(json.dumps([rows, 'torch' in sys.modules]))")
+    out = subprocess.run([sys.executable, "-c", code, str(onnx_file), *images], capture_output=True, text=True, check=True)
+    onnx_rows, torch_imported = json.loads(out.stdout)
+    assert not torch_imported
+    import visiontool
+
+    torch_rows = list(visiontool.detect(images, model=str(run / "best.safetensors"), conf=0.01))
+    assert sum(len(r["detections"]) for r in torch_rows) > 0
+    for a, b in zip(torch_rows, onnx_rows):
+        assert [d["label"] for d in a["detections"]] == [d["label"] for d in b["detections"]]
+        for d, e in zip(a["detections"], b["detections"]):
+            assert np.abs(np.subtract(d["box"], e["box"])).max() <= 1.0 and abs(d["score"] - e["score"]) <= 1e-3

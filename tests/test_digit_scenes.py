@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,19 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"test_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")
-def ds():
-    return _load("digit_scenes")
+def ds(digit_scenes):
+    return digit_scenes
 
 
 def _check_boxes_against_mask(boxes: np.ndarray, labels: np.ndarray, mask: np.ndarray, margin: int) -> None:
@@ -134,7 +126,7 @@ def test_heldout_pools_share_nothing_with_training(ds):
     assert not any(np.asarray(b).tobytes() in seen for b in heldout.backgrounds)
     # the same held-out digits as the folder dataset the classifier is scored on
     images, labels = ds._mnist()
-    held = _load("make_mnist_folder").split_indices(labels)["heldout"]
+    held = load_script("make_mnist_folder").split_indices(labels)["heldout"]
     np.testing.assert_array_equal(heldout.digits, images[held])
     np.testing.assert_array_equal(heldout.labels, labels[held])
 
