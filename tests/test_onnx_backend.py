@@ -130,3 +130,25 @@ def test_few_images_get_the_quick_graph_with_the_same_outputs(setup):
     prep = info.preprocess
     x = np.random.default_rng(0).standard_normal((3, prep.channels, prep.crop, prep.crop)).astype(np.float32)
     np.testing.assert_allclose(quick(x), full(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("fixed", [1, 2])
+def test_fixed_batch_graph_runs_any_batch_in_slices(setup, tmp_path, fixed):
+    """A graph exported with a fixed batch (as torchvision's detectors are, at 1) takes the
+    pipeline's larger batches, and a last short one, with the dynamic graph's outputs."""
+    import numpy as np
+
+    from visiontool.backends.onnx_backend import OnnxBackend
+
+    ckpt, _, dynamic_file, *_ = setup
+    out = tmp_path / f"batch{fixed}.onnx"
+    result = runner.invoke(app, ["export", str(ckpt), "--batch", str(fixed), "--output", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    fixed_backend, dynamic = OnnxBackend(out, "cpu"), OnnxBackend(dynamic_file, "cpu")
+    assert fixed_backend.fixed_batch == fixed and dynamic.fixed_batch is None
+    prep = dynamic.info.preprocess
+    x = np.random.default_rng(1).standard_normal((5, prep.channels, prep.crop, prep.crop)).astype(np.float32)
+    got, want = fixed_backend(x), dynamic(x)
+    assert [o.shape for o in got] == [o.shape for o in want] and got[0].shape[0] == 5
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, atol=1e-5)

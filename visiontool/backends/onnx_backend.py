@@ -73,6 +73,8 @@ class OnnxBackend:
         self.session = self._open(full=not fast_start)
         self.input_name = self.session.get_inputs()[0].name
         self.input_type = self.session.get_inputs()[0].type  # tensor(float) or tensor(float16)
+        first = self.session.get_inputs()[0].shape[0]
+        self.fixed_batch = first if isinstance(first, int) and first > 0 else None  # None: dynamic
         self.info = read_info(self.session)
 
     def _open(self, full: bool):
@@ -93,11 +95,24 @@ class OnnxBackend:
 
     def __call__(self, batch) -> list[np.ndarray]:
         """Every output of the graph, floats as float32. A list of differently sized images
-        runs one at a time (graphs exported at batch 1) and the outputs are stacked."""
+        runs one at a time (graphs exported at batch 1) and the outputs are stacked. A graph
+        with a fixed batch (torchvision's detectors export at batch 1) runs a larger or smaller
+        batch in slices of its size, the last one padded with zeros and its outputs cut back."""
         dtype = np.float16 if "float16" in self.input_type else np.float32
         if isinstance(batch, (list, tuple)):
             return _stack([self._run(np.asarray(b, dtype=dtype)[None]) for b in batch])
-        return self._run(np.asarray(batch, dtype=dtype))
+        x = np.asarray(batch, dtype=dtype)
+        step = self.fixed_batch
+        if step is None or len(x) == step:
+            return self._run(x)
+        parts = []
+        for start in range(0, len(x), step):
+            part = x[start : start + step]
+            real = len(part)
+            if real < step:
+                part = np.concatenate([part, np.zeros((step - real, *part.shape[1:]), part.dtype)])
+            parts.append([o[:real] for o in self._run(part)])
+        return _stack(parts)
 
     def _run(self, x: np.ndarray) -> list[np.ndarray]:
         outs = self.session.run(None, {self.input_name: x})
