@@ -51,8 +51,9 @@ def loadavg() -> list[float]:
 
 
 def run_timed(cmd: list[str], cwd: str | Path | None = None, env: dict | None = None,
-              quiet: bool = False) -> Run:
-    """Run `cmd`, its output on our stderr; wall seconds and the peak RSS of the process tree.
+              quiet: bool = False, stdout=None) -> Run:
+    """Run `cmd`, its output on our stderr (its stdout to the file `stdout` when given); wall
+    seconds and the peak RSS of the process tree.
 
     os.wait4 gives the child's own rusage, whose ru_maxrss is the largest resident set of the
     child or of any descendant it waited for (DataLoader workers included)."""
@@ -60,7 +61,7 @@ def run_timed(cmd: list[str], cwd: str | Path | None = None, env: dict | None = 
     before = loadavg()
     out = subprocess.DEVNULL if quiet else sys.stderr
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=out,
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=stdout or out, stderr=out,
                             stdin=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
