@@ -1,7 +1,7 @@
 """`visiontool detect`: boxes, labels and scores for every image in files, folders, globs or lists.
 
 Examples:
-    visiontool detect samples/scenes --model digitdet-scenes --save-dir out/
+    visiontool detect samples/scenes --model griddet-digits --save-dir out/
     visiontool detect photos/ -r --model fasterrcnn_resnet50_fpn --conf 0.5 --output boxes.jsonl
     visiontool detect street.jpg --model retinanet_resnet50_fpn_v2 --classes person,car --save-crops --save-dir out/
 """
@@ -18,7 +18,7 @@ from visiontool.cli import options as opt
 
 def detect(
     sources: Annotated[List[str], typer.Argument(help="Image files, folders, globs, @list.txt, or - for paths on stdin.")],
-    model: opt.Model = "digitdet-scenes",
+    model: opt.Model = "griddet-digits",
     weights: opt.Weights = None,
     conf: Annotated[float, typer.Option(min=0.0, max=1.0, help="Keep detections scoring at least this.")] = 0.25,
     iou: Annotated[float, typer.Option(min=0.0, max=1.0, help="Overlap above which non-maximum suppression drops the weaker box.")] = 0.5,
