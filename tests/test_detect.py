@@ -235,3 +235,15 @@ def test_onnx_export_gives_the_same_boxes_without_torch(trained, tmp_path):
         assert [d["label"] for d in a["detections"]] == [d["label"] for d in b["detections"]]
         for d, e in zip(a["detections"], b["detections"]):
             assert np.abs(np.subtract(d["box"], e["box"])).max() <= 1.0 and abs(d["score"] - e["score"]) <= 1e-3
+
+
+def test_an_interrupted_detection_run_resumes(trained, tmp_path):
+    import shutil
+
+    data, run = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    result = runner.invoke(app, ["train", "--resume", str(copy), "--epochs", "3"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(open(copy / "results.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"] and (copy / "pr_curves.png").is_file()

@@ -120,7 +120,11 @@ class DetectTraining(TaskTraining):
         preds = predict(shown, self.arch, self.val_inputs, batch_size, self.device, amp_dtype)
         truth = [(s.boxes, s.labels) for s in self.val_samples]
         metrics = coco_eval.evaluate(truth, preds, self.labels, crowd=[(s.crowd_boxes, s.crowd_labels) for s in self.val_samples])
-        best = (metrics, preds[:SHOWN_VAL_IMAGES])
+        # What the plots need of this epoch, as plain lists: state.pt (for --resume) holds it and
+        # is read back with weights_only=True, which allows nothing else.
+        best = {"map50": metrics.map50, "map": metrics.map, "map75": metrics.map75, "per_class": metrics.per_class,
+                "recall": metrics.recall.tolist(), "precision": metrics.precision.tolist(),
+                "preds": [[b.tolist(), s.tolist(), lab.tolist()] for b, s, lab in preds[:SHOWN_VAL_IMAGES]]}
         return {"val_map50": _finite(metrics.map50), "val_map": _finite(metrics.map)}, best
 
     def epoch_line(self, row):
@@ -137,12 +141,15 @@ class DetectTraining(TaskTraining):
 
         report.plot_curves(run_dir / "curves.png", rows, loss=("train_loss", "train_box", "train_cls"),
                            score=("val_map50", "val_map"), score_name="mAP")
-        metrics, preds = best
+        from visiontool.train.coco_eval import DetectionMetrics
+
+        metrics = DetectionMetrics(best["map50"], best["map"], best["map75"], best["per_class"], [],
+                                   np.asarray(best["recall"]), np.asarray(best["precision"]))
         plot_pr_curves(run_dir / "pr_curves.png", metrics, self.labels)
-        shown = self.val_samples[: len(preds)]
+        shown = self.val_samples[: len(best["preds"])]
         images = [np.asarray(decode(s.path, "RGB")) for s in shown]
         truths = [_rows(s.boxes, np.ones(len(s.boxes)), s.labels, self.labels) for s in shown]
-        found = [_rows(b, sc, lab, self.labels) for b, sc, lab in preds]
+        found = [_rows(np.asarray(b).reshape(-1, 4), sc, lab, self.labels) for b, sc, lab in best["preds"]]
         render.truth_vs_prediction(images, truths, found, self.labels, run_dir / "val_predictions.png")
         return ["curves.png", "pr_curves.png", "val_predictions.png"]
 
