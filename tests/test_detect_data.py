@@ -227,7 +227,7 @@ def test_yolo_label_mistakes_name_the_file_and_line(tmp_path):
 
 def test_small_overshoot_is_clipped_and_polygons_give_their_box(tmp_path):
     root = make_yolo(tmp_path / "d")
-    (root / "labels/train/a.txt").write_text("0 0.5 0.5 1.01 1.0\n1 0.25 0.25 0.75 0.25 0.5 0.75\n")
+    (root / "labels/train/a.txt").write_text("0 0.5 0.5 1.03 1.0\n1 0.25 0.25 0.75 0.25 0.5 0.75\n")
     ds = scan_detection(root)
     (a,) = [s for s in ds.train if s.path.name == "a.jpg"]
     np.testing.assert_allclose(a.boxes, [[0, 0, 64, 48], [16, 12, 48, 36]], atol=1e-4)
