@@ -57,6 +57,7 @@ def test_learns_a_separable_dataset(run):
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
     assert "warning: skipped 2 unreadable images" in result.stderr
     assert "best val top-1" in result.stderr and str(out / "best.safetensors") in result.stderr
+    assert result.stdout == f"{out}\n"  # the run folder, one line, for scripts; all else on stderr
 
 
 def test_run_folder_has_every_file_with_the_right_columns(run):

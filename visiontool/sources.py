@@ -181,7 +181,14 @@ def _unique(paths: list[str]) -> list[str]:
     return out
 
 
-def short_path(path: str) -> str:
-    """A path as a table shows it: relative to the working folder when it is below it."""
+def short_path(path: str, width: int | None = None) -> str:
+    """A path as a table shows it: relative to the working folder when it is below it, and at
+    most `width` characters (default: half the terminal) by cutting its start, not the file
+    name that tells rows apart: "…/2024/05/IMG_0042.jpg"."""
     rel = os.path.relpath(path)
-    return path if rel.startswith("..") else rel
+    shown = path if rel.startswith("..") else rel
+    if width is None:
+        import shutil
+
+        width = max(24, shutil.get_terminal_size().columns // 2)
+    return shown if len(shown) <= width else "…" + shown[len(shown) - width + 1:]

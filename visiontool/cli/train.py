@@ -71,7 +71,7 @@ def train(
     command = _command(ctx, given)
     if resume is not None:
         overrides = {name: ctx.params[name] for name in given if name != "resume"}
-        engine.resume(resume, overrides, command=command)
+        _print_run_dir(engine.resume(resume, overrides, command=command))
         return
     cfg = TrainConfig(
         task=task, data=str(data) if data is not None else "", model=model or "", pretrained=pretrained, epochs=epochs,
@@ -82,7 +82,15 @@ def train(
         val_fraction=val_fraction, device=device, workers=workers, out=str(out) if out is not None else None,
         quiet=quiet, command=command,
     )
-    engine.train(cfg)
+    _print_run_dir(engine.train(cfg))
+
+
+def _print_run_dir(result) -> None:
+    """The run folder on stdout, one line, so that a script can use it; all else is on stderr."""
+    import os
+
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, once
+        typer.echo(str(result.run_dir))
 
 
 def _given(ctx: typer.Context) -> list[str]:
