@@ -64,7 +64,8 @@ def test_rows_labels_and_exit_code_3_for_a_broken_file(ckpt, folder, tmp_path):
     assert rows[0]["top"][0]["label"] == "bright" and rows[1]["top"][0]["label"] == "dark"
     assert rows[0]["error"] is None and len(rows[0]["top"]) == 2
     assert sum(t["score"] for t in rows[0]["top"]) == pytest.approx(1.0, abs=1e-5)
-    assert rows[2]["error"] and "top" not in rows[2]
+    assert rows[2]["error"] and rows[2]["top"] is None  # the same fields as every row
+    assert list(rows[2]) == list(rows[0]) == ["path", "top", "error"]
 
 
 def test_stdout_is_jsonl_when_not_a_terminal(ckpt, folder):

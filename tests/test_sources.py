@@ -65,6 +65,7 @@ def test_duplicates_removed_keeping_first(photos):
 def test_glob_matches_images_and_folders(photos):
     assert expand(["photos/*.jpg"]) == ["photos/img2.jpg", "photos/img10.jpg"]  # notes.jpg is text
     assert expand(["photos/**/*.png"], recursive=True) == ["photos/sub/deep.png"]
+    assert expand(["photos/**/*.png"]) == ["photos/sub/deep.png"]  # ** descends without --recursive
     assert expand(["photos/s*"]) == ["photos/scan.dat", "photos/sub/deep.png"]
 
 

@@ -66,6 +66,7 @@ def export(
     if as_json:
         print(json.dumps(result.to_dict()))
     elif not quiet:
-        progress.info(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB, {result.precision}, "
+        progress.info(f"wrote {result.path}{', replacing the file that was there' if result.replaced else ''} "
+                      f"({result.size_bytes / 1e6:.1f} MB, {result.precision}, "
                       f"opset {result.opset}) in {result.seconds:.1f} s"
                       + ("" if result.verification else "; not verified (--no-verify)"))
