@@ -25,7 +25,7 @@ def ckpt(tmp_path_factory):
 @pytest.fixture(scope="module")
 def report(ckpt, tmp_path_factory):
     env = {"VISIONTOOL_CACHE": str(tmp_path_factory.mktemp("cache"))}
-    args = ["benchmark", str(ckpt), "--backend", "torch", "onnx", "onnx-int8", "--batch-size", "2",
+    args = ["benchmark", str(ckpt), "--backends", "torch", "ONNX", "onnx-int8", "--batch-size", "2",
             "--iterations", "3", "--warmup", "1", "--json"]
     result = runner.invoke(app, args, env=env)
     assert result.exit_code == 0, result.output
@@ -50,9 +50,10 @@ def test_json_has_figures_for_each_backend(report):
 
 
 def test_onnx_file_alone(report):
-    # The cached fp32 copy, benchmarked as a file: same parameter count, no GFLOPs (no torch model).
+    # The cached fp32 copy, benchmarked as a file: same parameter count, no GFLOPs (no torch model);
+    # the backend follows from the file, no --backends needed.
     onnx_file = report["results"][1]["file"]
-    result = runner.invoke(app, ["benchmark", onnx_file, "--backend", "onnx", "--batch-size", "3",
+    result = runner.invoke(app, ["benchmark", onnx_file, "--batch-size", "3",
                                  "--iterations", "2", "--json"])
     assert result.exit_code == 0, result.output
     alone = json.loads(result.stdout)
@@ -62,14 +63,14 @@ def test_onnx_file_alone(report):
 
 def test_table_on_terminal(report, ckpt):
     result = runner.invoke(app, ["benchmark", str(ckpt), "--backend", "torch", "--iterations", "2",
-                                 "--batch-size", "1"], env={"COLUMNS": "120"})
+                                 "--batch-size", "1"], env={"COLUMNS": "120"})  # the earlier name still works
     assert result.exit_code == 0, result.output
     assert "lenet5: 0.06 M params" in result.stdout and "img/s" in result.stdout
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--backend", "tensorrt"], "--backend tensorrt: unknown"),
-    (["--backend", "onnx", "--iterations", "0"], "--iterations"),
+    (["--backends", "tensorrt"], "--backends tensorrt: unknown"),
+    (["-b", "onnx", "--iterations", "0"], "--iterations"),
 ])
 def test_usage_errors(ckpt, args, message):
     result = runner.invoke(app, ["benchmark", str(ckpt), *args])
@@ -77,5 +78,5 @@ def test_usage_errors(ckpt, args, message):
 
 
 def test_onnx_file_needs_onnx_backend(report):
-    result = runner.invoke(app, ["benchmark", report["results"][1]["file"], "--backend", "torch"])
-    assert result.exit_code == 2 and "only --backend onnx can run it" in result.stderr
+    result = runner.invoke(app, ["benchmark", report["results"][1]["file"], "--backends", "torch"])
+    assert result.exit_code == 2 and "only --backends onnx can run it" in result.stderr

@@ -64,7 +64,8 @@ def test_rows_labels_and_exit_code_3_for_a_broken_file(ckpt, folder, tmp_path):
     assert rows[0]["top"][0]["label"] == "bright" and rows[1]["top"][0]["label"] == "dark"
     assert rows[0]["error"] is None and len(rows[0]["top"]) == 2
     assert sum(t["score"] for t in rows[0]["top"]) == pytest.approx(1.0, abs=1e-5)
-    assert rows[2]["error"] and "top" not in rows[2]
+    assert rows[2]["error"] and rows[2]["top"] is None  # the same fields as every row
+    assert list(rows[2]) == list(rows[0]) == ["path", "top", "error"]
 
 
 def test_stdout_is_jsonl_when_not_a_terminal(ckpt, folder):
@@ -92,3 +93,34 @@ def test_unknown_output_format_fails_before_any_work(ckpt, folder, tmp_path):
     result = runner.invoke(app, ["classify", str(folder), "--model", str(ckpt), "-o", str(tmp_path / "x.txt")])
     assert result.exit_code == 2
     assert not (tmp_path / "x.txt").exists()
+
+
+@pytest.fixture()
+def many(tmp_path):
+    d = tmp_path / "many"
+    d.mkdir()
+    for i in range(27):  # more than a table holds
+        Image.new("L", (8, 8), 255 if i % 2 else 0).save(d / f"{i:02d}.png")
+    return d
+
+
+def test_quiet_on_a_terminal_still_prints_every_result(ckpt, many, monkeypatch):
+    from visiontool.cli import runner as cli_runner
+
+    monkeypatch.setattr(cli_runner, "stdout_is_terminal", lambda: True)
+    result = runner.invoke(app, ["classify", str(many), "--model", str(ckpt), "-q", "--top-k", "1"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 27
+    assert [r["top"][0]["label"] for r in rows[:2]] == ["dark", "bright"]
+    assert result.stderr == ""  # quiet: no summary, no notes
+
+
+def test_quiet_on_a_terminal_with_a_few_images_prints_the_table(ckpt, folder, monkeypatch):
+    from visiontool.cli import runner as cli_runner
+
+    monkeypatch.setattr(cli_runner, "stdout_is_terminal", lambda: True)
+    result = runner.invoke(app, ["classify", str(folder / "a_white.png"), str(folder / "b_black.jpg"),
+                                 "--model", str(ckpt), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "a_white.png" in result.stdout and "bright" in result.stdout and "dark" in result.stdout

@@ -53,7 +53,9 @@ def test_models_json_and_pattern(user_weights):
 
 def test_models_bad_task_and_empty_pattern_are_usage_errors():
     result = runner.invoke(app, ["models", "--task", "painting"])
-    assert result.exit_code == 2 and "--task painting: unknown" in result.stderr
+    assert result.exit_code == 2 and "'painting' is not one of 'classify', 'detect'" in result.stderr
+    result = runner.invoke(app, ["models", "--task", "Detect", "--json", "fasterrcnn*"])  # any case
+    assert result.exit_code == 0 and {r["task"] for r in json.loads(result.stdout)} == {"detect"}
     result = runner.invoke(app, ["models", "nothing-like-this"])
     assert result.exit_code == 2 and "no model matches 'nothing-like-this'" in result.stderr
 

@@ -209,3 +209,25 @@ def test_old_opset_falls_back_to_torchscript_and_says_so(ckpt, tmp_path):
     assert "cannot write opset 13" in report["fallback_reason"]
     assert "with the torchscript exporter (torch.export failed:" in result.stderr
     assert _meta(out)["exporter"] == "torchscript" and report["verification"]["passed"]
+
+
+def test_default_output_is_next_to_the_checkpoint_and_a_replaced_file_is_named(ckpt, tmp_path, monkeypatch):
+    import shutil
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(ckpt, run / "best.safetensors")
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    first = runner.invoke(app, ["export", str(run / "best.safetensors"), "--no-verify"])
+    assert first.exit_code == 0, first.output
+    assert (run / "best.onnx").is_file() and list(here.iterdir()) == []
+    assert f"wrote {run / 'best.onnx'} (" in first.stderr
+    again = runner.invoke(app, ["export", str(run / "best.safetensors"), "--no-verify", "--json"])
+    assert again.exit_code == 0 and json.loads(again.stdout)["replaced"] is True
+    named = runner.invoke(app, ["export", "lenet5", "--no-verify"])  # a registry name: <name>.onnx here
+    assert named.exit_code == 0, named.output
+    assert (here / "lenet5.onnx").is_file() and "replacing" not in named.stderr
+    replaced = runner.invoke(app, ["export", "lenet5", "--no-verify"])
+    assert "wrote lenet5.onnx, replacing the file that was there (" in replaced.stderr

@@ -46,7 +46,9 @@ def test_pattern_narrows_the_list():
     assert [s.name for s in registry.list_specs(pattern="resnet1*")] == ["resnet101", "resnet152", "resnet18"]
     lenets = {s.name for s in registry.list_specs(pattern="LENET*")}
     assert "lenet5" in lenets and all(n.startswith("lenet5") for n in lenets)
-    assert {"googlenet", "lenet5"} <= {s.name for s in registry.list_specs(pattern="lenet")}  # substring
+    lenet = {s.name for s in registry.list_specs(pattern="lenet")}  # a prefix, not any substring
+    assert "lenet5" in lenet and not lenet & {"googlenet", "mobilenet_v2", "shufflenet_v2_x1_0"}
+    assert "fasterrcnn_resnet50_fpn" in {s.name for s in registry.list_specs(pattern="FPN")}  # a whole word
 
 
 @pytest.mark.parametrize("typo, suggestion", [("resnet81", "resnet18"), ("convnext_tiy", "convnext_tiny"),

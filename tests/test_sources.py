@@ -65,6 +65,7 @@ def test_duplicates_removed_keeping_first(photos):
 def test_glob_matches_images_and_folders(photos):
     assert expand(["photos/*.jpg"]) == ["photos/img2.jpg", "photos/img10.jpg"]  # notes.jpg is text
     assert expand(["photos/**/*.png"], recursive=True) == ["photos/sub/deep.png"]
+    assert expand(["photos/**/*.png"]) == ["photos/sub/deep.png"]  # ** descends without --recursive
     assert expand(["photos/s*"]) == ["photos/scan.dat", "photos/sub/deep.png"]
 
 
@@ -125,3 +126,12 @@ def test_shard_splits_without_overlap():
     assert parts == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
     with pytest.raises(UsageError):
         shard(items, 3, 3)
+
+
+def test_short_path_keeps_the_distinguishing_end():
+    from visiontool.sources import short_path
+
+    long = "/data/archive/camera-uploads/2024/05/holiday/IMG_0042.jpg"
+    assert short_path(long, width=24) == "…05/holiday/IMG_0042.jpg"
+    assert len(short_path(long, width=24)) == 24
+    assert short_path("/a/b.jpg", width=24) == "/a/b.jpg"

@@ -57,6 +57,7 @@ def test_learns_a_separable_dataset(run):
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
     assert "warning: skipped 2 unreadable images" in result.stderr
     assert "best val top-1" in result.stderr and str(out / "best.safetensors") in result.stderr
+    assert result.stdout == f"{out}\n"  # the run folder, one line, for scripts; all else on stderr
 
 
 def test_run_folder_has_every_file_with_the_right_columns(run):
@@ -72,7 +73,7 @@ def test_run_folder_has_every_file_with_the_right_columns(run):
     assert [int(r["epoch"]) for r in _results(out)] == list(range(1, EPOCHS + 1))
     assert (out / "command.txt").read_text() == (
         f"visiontool train {data} --model lenet5 --epochs {EPOCHS} --batch-size 8 --lr 0.01 "
-        f"--augment none --out {out} --workers 2\n"
+        f"--augment none --output {out} --workers 2\n"  # --out: the earlier name of --output
     )
     config = json.loads((out / "config.json").read_text())
     assert config["model"] == "lenet5" and config["epochs"] == EPOCHS and config["lr"] == 0.01
@@ -146,7 +147,8 @@ def test_bad_options_are_usage_errors(tmp_path):
     data = make_dataset(tmp_path / "data", 2, val_per_class=0)
     result = invoke("train", str(data), "--model", "lenet5", "--optimizer", "lion")
     assert result.exit_code == 2
-    assert result.stderr.strip() == "error: --optimizer must be one of sgd, adam, adamw, rmsprop (got 'lion')"
+    assert "Invalid value for '--optimizer'" in result.stderr
+    assert "'lion' is not one of 'sgd', 'adam', 'adamw', 'rmsprop'" in result.stderr
     result = invoke("train", str(data), "--model", "lenet5", "--pretrained", "--out", str(tmp_path / "r"))
     assert result.exit_code == 2
     assert result.stderr.strip() == "error: lenet5 has no pretrained weights: drop --pretrained to train it from scratch"
@@ -188,6 +190,6 @@ def test_help_documents_the_global_batch_and_defaults():
     result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "400"})
     assert result.exit_code == 0
     text = " ".join(result.output.split())
-    for words in ("GLOBAL batch size", "--resume", "--val-fraction", "trivialaugment", "[default: adamw]",
-                  "[default: 64]", "[default: 10]", "[default: light]", "[default: cosine]"):
+    for words in ("the global batch", "64 for train", "--resume", "--val-fraction", "trivialaugment",
+                  "[default: adamw]", "[default: 10;", "[default: light]", "[default: cosine]"):
         assert words in text

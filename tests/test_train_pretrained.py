@@ -61,3 +61,21 @@ def test_missing_weights_offline_is_one_clear_line(tmp_path):
     with pytest.raises(WeightsError, match="is not on disk and the network is off"):
         train(TrainConfig(data=str(data), model="resnet18", pretrained=True, epochs=1, quiet=True,
                           out=str(tmp_path / "run")))
+
+
+def test_train_offline_forbids_the_download_and_leaves_the_environment_alone(tmp_path, monkeypatch):
+    import os
+
+    from typer.testing import CliRunner
+
+    from visiontool.cli.app import app
+
+    monkeypatch.delenv("VISIONTOOL_OFFLINE")  # only --offline forbids the network here
+    fetched = []
+    monkeypatch.setattr(weights, "download", lambda *args, **kwargs: fetched.append(args))
+    data = make_dataset(tmp_path / "data", train_per_class=2, val_per_class=1)
+    result = CliRunner().invoke(app, ["train", str(data), "--model", "squeezenet1_1", "--pretrained", "--offline",
+                                      "--image-size", "32", "--output", str(tmp_path / "run"), "-q"])
+    assert result.exit_code == 1, result.output
+    assert "is not on disk and the network is off" in result.stderr and fetched == []
+    assert "VISIONTOOL_OFFLINE" not in os.environ

@@ -4,6 +4,7 @@ finished run can be extended."""
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 import torch
@@ -74,11 +75,37 @@ def test_resume_with_more_epochs_through_the_cli(data, tmp_path):
 
     result = runner.invoke(app, ["train", "--resume", str(tmp_path / "two"), "--lr", "0.1"])
     assert result.exit_code == 2
+    lr = json.loads((tmp_path / "two" / "config.json").read_text())["lr"]
     assert result.stderr.strip() == (
-        "error: --lr cannot change when resuming (only --epochs, --patience, --device, --workers, --quiet)"
+        f"error: cannot change when resuming: --lr 0.1 (the run has {lr}); "
+        "only --epochs, --patience, --device, --workers, --quiet may change"
     )
     result = runner.invoke(app, ["train", "--resume", str(tmp_path / "two")])
     assert result.exit_code == 2
     assert "already trained 4 of 4 epochs: pass a larger --epochs" in result.stderr
     result = runner.invoke(app, ["train", "--resume", str(tmp_path)])
     assert result.exit_code == 2 and "nothing to resume in" in result.stderr
+
+
+def test_resume_accepts_the_original_command_line(data, tmp_path):
+    run = tmp_path / "run"
+    original = ["train", str(data), "--model", "lenet5", "--batch-size", "6", "--scheduler", "none",
+                "--warmup-epochs", "0", "--image-size", "32", "--output", str(run), "-q"]
+    runner = CliRunner()
+    assert runner.invoke(app, [*original, "--epochs", "1"]).exit_code == 0
+    config = json.loads((run / "config.json").read_text())
+    # the values the run used, not null and auto
+    assert (config["image_size"], config["device"], config["amp"]) == (32, "cpu", False)
+    assert isinstance(config["workers"], int) and config["workers"] >= 1
+
+    result = runner.invoke(app, [*original, "--epochs", "2", "--resume", str(run), "--optimizer", "AdamW"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{run}\n" and len(_rows(run)) == 2
+
+    result = runner.invoke(app, [*original[:3], "resnet18", *original[4:], "--batch-size", "8", "--epochs", "3",
+                                 "--resume", str(run)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: cannot change when resuming: --model resnet18 (the run has lenet5); "
+                                    "--batch-size 8 (the run has 6)")
+    result = runner.invoke(app, ["train", str(tmp_path), "--epochs", "3", "--resume", str(run)])
+    assert result.exit_code == 2 and f"DATA {tmp_path} (the run has {data})" in result.stderr

@@ -73,9 +73,9 @@ class BenchReport:
 def check(o: BenchOptions) -> None:
     unknown = [b for b in o.backends if b not in BACKENDS]
     if unknown:
-        raise UsageError(f"--backend {unknown[0]}: unknown (use {', '.join(BACKENDS)})")
+        raise UsageError(f"--backends {unknown[0]}: unknown (use {', '.join(BACKENDS)})")
     if Path(o.model).suffix.lower() == ".onnx" and set(o.backends) != {"onnx"}:
-        raise UsageError(f"{o.model} is an ONNX file: only --backend onnx can run it")
+        raise UsageError(f"{o.model} is an ONNX file: only --backends onnx can run it")
     if o.batch_size < 1 or o.iterations < 1:
         raise UsageError("--batch-size and --iterations must be at least 1")
 

@@ -46,12 +46,14 @@ class Inference:
                 task.save(path, row, image)
             return rows
 
+        empty = dict.fromkeys(task.fields)  # error rows carry the task's fields as null: one schema
         ok = False
         try:
-            yield from pipeline.run(self.paths, info.preprocess, self.runner, postprocess,
+            for row in pipeline.run(self.paths, info.preprocess, self.runner, postprocess,
                                     batch_size=self.batch_size, workers=self.workers,
                                     fast_decode=not self.exact_decode, on_batch=on_batch,
-                                    keep_images=task.keep_images)
+                                    keep_images=task.keep_images):
+                yield {"path": row["path"], **empty, "error": row["error"]} if row["error"] else row
             ok = True
         finally:
             task.finish(ok)

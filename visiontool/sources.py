@@ -8,7 +8,7 @@ Rules, in the order a source is tried:
   skipped, subfolders only with `recursive`; symlinked folders are followed once, so a link
   loop ends instead of hanging.
 - an existing file: kept even if it is not an image (it gets its own error row later).
-- otherwise a glob pattern (`**` spans folders with `recursive`): the images it matches.
+- otherwise a glob pattern (`**` spans any depth of folders, as in shells): the images it matches.
 Paths listed in a list file or on stdin count as named: files are kept, folders expanded.
 Within a folder the order is natural (img2 before img10) and stable; duplicates are dropped,
 keeping the first. A source that names nothing raises UsageError naming it.
@@ -115,7 +115,8 @@ def _expand_named(paths: list[str], recursive: bool) -> list[str]:
 
 def _expand_glob(pattern: str, recursive: bool) -> list[str]:
     out: list[str] = []
-    for match in sorted(glob.glob(pattern, recursive=recursive), key=natural_key):
+    # `**` means "any depth", as in shells, with or without --recursive
+    for match in sorted(glob.glob(pattern, recursive=recursive or "**" in pattern), key=natural_key):
         if os.path.isdir(match):
             out += _scan_folder(match, recursive, top_level=False)
         elif _is_candidate(match, match):
@@ -181,7 +182,14 @@ def _unique(paths: list[str]) -> list[str]:
     return out
 
 
-def short_path(path: str) -> str:
-    """A path as a table shows it: relative to the working folder when it is below it."""
+def short_path(path: str, width: int | None = None) -> str:
+    """A path as a table shows it: relative to the working folder when it is below it, and at
+    most `width` characters (default: half the terminal) by cutting its start, not the file
+    name that tells rows apart: "…/2024/05/IMG_0042.jpg"."""
     rel = os.path.relpath(path)
-    return path if rel.startswith("..") else rel
+    shown = path if rel.startswith("..") else rel
+    if width is None:
+        import shutil
+
+        width = max(24, shutil.get_terminal_size().columns // 2)
+    return shown if len(shown) <= width else "…" + shown[len(shown) - width + 1:]

@@ -219,6 +219,10 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, "torch.Tensor"]:
         except (SafetensorError, OSError, ValueError) as err:
             raise WeightsError(f"cannot read {path} as safetensors: {one_line(err)}") from None
 
+    wrong = wrong_file_message(path, "--weights")
+    if wrong is not None:
+        raise UsageError(wrong)
+
     import pickle
     import warnings
 
@@ -243,6 +247,11 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, "torch.Tensor"]:
 def _as_state_dict(loaded: object, path: Path) -> dict:
     import torch
 
+    if isinstance(loaded, dict) and {"model", "optimizer", "epoch"} <= set(loaded):
+        raise UsageError(
+            f"{path} is the training state that `train --resume` reads, not weights with class names: "
+            f"pass the run's checkpoint instead, --model {path.parent / 'best.safetensors'}"
+        )
     for key in ("state_dict", "model"):
         if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
             loaded = loaded[key]
@@ -257,6 +266,54 @@ def _as_state_dict(loaded: object, path: Path) -> dict:
     elif len(tensors) == len(loaded):
         return loaded  # keep torch's _metadata (layer versions) when nothing changed
     return tensors
+
+
+# Leading bytes of files people hand over by mistake, and what they are.
+_MAGIC = (
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"GIF8", "a GIF image"),
+    (b"BM", "a BMP image"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+    (b"%PDF", "a PDF document"),
+)
+_ADVICE = {
+    "--weights": "pass a torch.save(model.state_dict()) or .safetensors file as --weights, or a "
+                 "checkpoint written by `train` as --model",
+    "--model": "pass a registry name (see `visiontool models`), a checkpoint written by `train` or "
+               "an .onnx file as --model",
+}
+
+
+def wrong_file_message(path: Path, option: str = "--weights") -> str | None:
+    """One line saying what `path` is and what to pass instead, when its content shows it is
+    not a model or weights file (an image, a metrics table, text); None when it may be one.
+    `option` is where it was given: --weights or --model."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    what = "weights" if option == "--weights" else "a model"
+    if path.suffix.lower() == ".onnx":
+        return None if option == "--model" else f"{path} is an ONNX model, not weights: pass it as --model"
+    kind = next((kind for magic, kind in _MAGIC if head.startswith(magic)), None)
+    if kind is None and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        kind = "a WebP image"
+    if kind is not None and kind.endswith("image"):
+        return (f"{path} is {kind}, not {what}: images are the inputs, as in "
+                f"`visiontool classify {path} --model MODEL`; {_ADVICE[option]}")
+    if kind is not None:
+        return f"{path} is {kind}, not {what}: {_ADVICE[option]}"
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80" or b"\x00" in head:
+        return None  # torch.save's zip, a pickle, or other binary: the loaders say what they make of it
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if path.name == "results.csv" or text.startswith("epoch,"):
+        return (f"{path} is a training run's table of metrics, not {what}: pass the run's checkpoint, "
+                f"--model {path.parent / 'best.safetensors'}")
+    kind = {".csv": "a CSV table", ".json": "a JSON file"}.get(path.suffix.lower(), "a text file")
+    return f"{path} is {kind}, not {what}: {_ADVICE[option]}"
 
 
 def _looks_like_safetensors(path: Path) -> bool:

@@ -8,15 +8,23 @@ import typer
 
 from visiontool import __version__
 from visiontool.cli.handling import command, state
+from visiontool.cli.help import Command, Group, examples
 from visiontool.errors import EXIT_FATAL
 
 app = typer.Typer(
     name="visiontool",
     help="Classify and detect with any CNN, train one on your own dataset, export it to ONNX.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # plain help: nothing cut off at 80 columns (visiontool/cli/help.py)
+    cls=Group,
+    epilog=examples([
+        "visiontool classify samples/digits --model lenet5-mnist",
+        "visiontool train data/ --model resnet18 --image-size 64",
+        "visiontool export runs/train/resnet18-1/best.safetensors",
+        "visiontool COMMAND --help             every command's options and examples",
+    ]),
 )
 
 
@@ -35,18 +43,24 @@ def _root(
     state["debug"] = debug
 
 def _register() -> None:
-    # Each module defines its command with Typer's public API; none imports torch at import.
+    # Each module defines its command with Typer's public API and keeps its EXAMPLES (and, when
+    # the default usage line would mislead, its USAGE); none imports torch at import.
     # One line per command, in the order `--help` lists them.
     from visiontool.cli import benchmark, classify, detect, export, models, train, val, weights
 
-    app.command("classify")(command(classify.classify))
-    app.command("detect")(command(detect.detect))
-    app.command("models")(command(models.models))
+    def add(name: str, module, func) -> None:
+        usage = getattr(module, "USAGE", None)
+        cls = Command.with_usage(usage) if usage else Command
+        app.command(name, cls=cls, epilog=examples(module.EXAMPLES))(command(func))
+
+    add("classify", classify, classify.classify)
+    add("detect", detect, detect.detect)
+    add("models", models, models.models)
     app.add_typer(weights.app, name="weights")
-    app.command("export")(command(export.export))
-    app.command("benchmark")(command(benchmark.benchmark))
-    app.command("train")(command(train.train))
-    app.command("val")(command(val.val))
+    add("export", export, export.export)
+    add("benchmark", benchmark, benchmark.benchmark)
+    add("train", train, train.train)
+    add("val", val, val.val)
 
 _register()
 

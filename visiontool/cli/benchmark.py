@@ -1,10 +1,5 @@
 """`visiontool benchmark`: throughput, latency, parameters, GFLOPs and memory per backend.
 
-Examples:
-    visiontool benchmark resnet18 --backend torch onnx onnx-int8
-    visiontool benchmark runs/digits/best.safetensors --batch-size 64 --json
-    visiontool benchmark resnet18.onnx --backend onnx --batch-size 1
-
 Backends: torch, onnx (fp32), onnx-fp16, onnx-int8 (static QDQ, calibrated on --calibration
 images or generated ones), onnx-int8-dynamic. ONNX copies come from the export cache
 ($VISIONTOOL_CACHE/onnx), made once and announced. Compute only: input is a random batch.
@@ -21,30 +16,41 @@ import typer
 from visiontool.cli import options as opt
 from visiontool.errors import EXIT_FATAL
 
+EXAMPLES = [
+    "visiontool benchmark resnet18 --backends torch onnx onnx-int8",
+    "visiontool benchmark runs/digits/best.safetensors --batch-size 64 --json",
+    "visiontool benchmark resnet18.onnx --batch-size 1      (an .onnx file: onnx)",
+]
+BACKENDS_HELP = ("torch, onnx, onnx-fp16, onnx-int8, onnx-int8-dynamic; repeat it or list several after one "
+                 "--backends (default: torch onnx; onnx for an .onnx file).")
+
 
 def benchmark(
-    model: Annotated[str, typer.Argument(help="Registry name, checkpoint, or .onnx file.")],
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="Registry name, checkpoint, or .onnx file.")],
     weights: opt.Weights = None,
-    backend: Annotated[Optional[List[str]], typer.Option(
-        "--backend", "-b", help="torch, onnx, onnx-fp16, onnx-int8, onnx-int8-dynamic; repeat it or list "
-        "several after one --backend (default: torch onnx).")] = None,
+    chosen_backends: Annotated[Optional[List[str]], typer.Option(
+        "--backends", "-b", metavar="BACKEND...", show_default=False, help=BACKENDS_HELP)] = None,
+    backend: Annotated[Optional[List[str]], typer.Option("--backend", hidden=True)] = None,
     backends: Annotated[Optional[List[str]], typer.Argument(hidden=True)] = None,
-    batch_size: opt.BatchSize = 32,
-    image_size: Annotated[Optional[int], typer.Option(min=8, help="Input side (default: the model's).")] = None,
-    device: opt.Device = "cpu",
-    iterations: Annotated[int, typer.Option(min=1, help="Timed batches per backend.")] = 20,
-    warmup: Annotated[int, typer.Option(min=0, help="Untimed batches first.")] = 3,
-    calibration: Annotated[Optional[Path], typer.Option(help="Images to calibrate onnx-int8 on.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON on stdout.")] = False,
+    batch_size: opt.BatchSize = None,
+    image_size: opt.ImageSize = None,
+    device: opt.Device = "auto",
+    iterations: Annotated[int, typer.Option(min=1, metavar="N", help="Timed batches per backend.")] = 20,
+    warmup: Annotated[int, typer.Option(min=0, metavar="N", help="Untimed batches first.")] = 3,
+    calibration: opt.Calibration = None,
+    as_json: opt.Json = False,
     offline: opt.Offline = False,
     quiet: opt.Quiet = False,
 ) -> None:
     """Measure MODEL on each backend: images/s, latency p50/p95, parameters, GFLOPs, peak memory."""
     from visiontool import bench, progress
 
-    chosen = [*(backend or []), *(backends or [])] or ["torch", "onnx"]
+    chosen = [b.lower() for b in (*(chosen_backends or []), *(backend or []), *(backends or []))]
+    if not chosen:  # the backends follow the model: an .onnx file runs on onnx only
+        chosen = ["onnx"] if Path(model).suffix.lower() == ".onnx" else ["torch", "onnx"]
     options = bench.BenchOptions(
-        model=model, weights=weights, backends=chosen, batch_size=batch_size, image_size=image_size,
+        model=model, weights=weights, backends=chosen, batch_size=opt.default_for(opt.BATCH_SIZE, "benchmark", batch_size),
+        image_size=image_size,
         device=device, iterations=iterations, warmup=warmup,
         calibration=str(calibration) if calibration else None, offline=offline, quiet=quiet,
     )

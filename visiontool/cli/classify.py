@@ -1,10 +1,4 @@
-"""`visiontool classify`: top-k labels for every image in files, folders, globs or lists.
-
-Examples:
-    visiontool classify samples/digits --model lenet5-mnist
-    visiontool classify photos/ -r --model resnet50 --output labels.jsonl
-    find . -name '*.jpg' | visiontool classify - --model run/best.safetensors --output out.csv
-"""
+"""`visiontool classify`: top-k labels for every image in files, folders, globs or lists."""
 
 from __future__ import annotations
 
@@ -14,13 +8,20 @@ import typer
 
 from visiontool.cli import options as opt
 
+EXAMPLES = [
+    "visiontool classify samples/digits --model lenet5-mnist",
+    "visiontool classify photos/ -r --model resnet50 --output labels.jsonl",
+    "visiontool classify 'photos/**/*.jpg' --top-k 1 --model resnet18.onnx",
+    "find . -name '*.jpg' | visiontool classify - -m best.safetensors -o out.csv",
+]
+
 
 def classify(
-    sources: Annotated[List[str], typer.Argument(help="Image files, folders, globs, @list.txt, or - for paths on stdin.")],
-    model: opt.Model = "resnet50",
+    sources: Annotated[List[str], typer.Argument(metavar="SOURCES", help="Image files, folders, globs ('photos/**/*.jpg' descends), @list.txt, or - for paths on stdin.")],
+    model: opt.Model = None,
     weights: opt.Weights = None,
-    top_k: Annotated[int, typer.Option(min=1, help="Labels per image.")] = 5,
-    batch_size: opt.BatchSize = 32,
+    top_k: Annotated[int, typer.Option(min=1, metavar="K", help="Labels per image.")] = 5,
+    batch_size: opt.BatchSize = None,
     workers: opt.Workers = None,
     device: opt.Device = "auto",
     backend: opt.Backend = None,
@@ -34,5 +35,6 @@ def classify(
     from visiontool.cli.runner import RunOptions, run_rows
     from visiontool.tasks.classify import Classify
 
-    run_rows(Classify(top_k), RunOptions(sources, model, weights, backend, device, offline, quiet, batch_size,
+    run_rows(Classify(top_k), RunOptions(sources, opt.default_for(opt.MODEL, "classify", model), weights, backend,
+                                         device, offline, quiet, opt.default_for(opt.BATCH_SIZE, "classify", batch_size),
                                          workers, exact_decode, recursive, output))

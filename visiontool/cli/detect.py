@@ -1,10 +1,4 @@
-"""`visiontool detect`: boxes, labels and scores for every image in files, folders, globs or lists.
-
-Examples:
-    visiontool detect samples/scenes --model griddet-digits --save-dir out/
-    visiontool detect photos/ -r --model fasterrcnn_resnet50_fpn --conf 0.5 --output boxes.jsonl
-    visiontool detect street.jpg --model retinanet_resnet50_fpn_v2 --classes person,car --save-crops --save-dir out/
-"""
+"""`visiontool detect`: boxes, labels and scores for every image in files, folders, globs or lists."""
 
 from __future__ import annotations
 
@@ -15,25 +9,31 @@ import typer
 
 from visiontool.cli import options as opt
 
+EXAMPLES = [
+    "visiontool detect samples/scenes --model griddet-digits --save-dir out/",
+    "visiontool detect photos/ -m fasterrcnn_resnet50_fpn --conf 0.5 -o out.jsonl",
+    "visiontool detect street.jpg -m retinanet_resnet50_fpn_v2 --classes person,car",
+]
+
 
 def detect(
-    sources: Annotated[List[str], typer.Argument(help="Image files, folders, globs, @list.txt, or - for paths on stdin.")],
-    model: opt.Model = "griddet-digits",
+    sources: Annotated[List[str], typer.Argument(metavar="SOURCES", help="Image files, folders, globs ('photos/**/*.jpg' descends), @list.txt, or - for paths on stdin.")],
+    model: opt.Model = None,
     weights: opt.Weights = None,
-    conf: Annotated[float, typer.Option(min=0.0, max=1.0, help="Keep detections scoring at least this.")] = 0.25,
-    iou: Annotated[float, typer.Option(min=0.0, max=1.0, help="Overlap above which non-maximum suppression drops the weaker box.")] = 0.5,
-    classes: Annotated[Optional[List[str]], typer.Option(help="Only these classes: names or indices, comma-separated or repeated.")] = None,
-    max_det: Annotated[int, typer.Option(min=1, help="At most this many detections per image.")] = 100,
-    image_size: Annotated[Optional[int], typer.Option(min=32, help="Side the model sees (default: its own; torchvision's detectors: the shorter side they resize to).", show_default=False)] = None,
-    batch_size: opt.BatchSize = 8,
+    conf: Annotated[float, typer.Option(min=0.0, max=1.0, metavar="SCORE", help="Keep detections scoring at least this.")] = 0.25,
+    iou: Annotated[float, typer.Option(min=0.0, max=1.0, metavar="IOU", help="Overlap above which non-maximum suppression drops the weaker box.")] = 0.5,
+    classes: Annotated[Optional[List[str]], typer.Option(metavar="NAMES", help="Only these classes: names or indices, comma-separated or repeated.")] = None,
+    max_det: Annotated[int, typer.Option(min=1, metavar="N", help="At most this many detections per image.")] = 100,
+    image_size: opt.ImageSize = None,
+    batch_size: opt.BatchSize = None,
     workers: opt.Workers = None,
     device: opt.Device = "auto",
     backend: opt.Backend = None,
     recursive: opt.Recursive = False,
     output: opt.Output = None,
-    save_dir: Annotated[Optional[Path], typer.Option(help="Write annotated images here (same stem; JPEG for JPEG inputs, else PNG).")] = None,
-    save_crops: Annotated[bool, typer.Option(help="Also write a crop of each detection, in a folder per class under --save-dir.")] = False,
-    coco_json: Annotated[Optional[Path], typer.Option(help="Also write COCO results (image_id, category_id, bbox xywh, score).")] = None,
+    save_dir: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Write annotated images here (same stem; JPEG for JPEG inputs, else PNG).")] = None,
+    save_crops: Annotated[bool, typer.Option("--save-crops", help="Also write a crop of each detection, in a folder per class under --save-dir.")] = False,
+    coco_json: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Also write COCO results (image_id, category_id, bbox xywh, score).")] = None,
     exact_decode: opt.ExactDecode = False,
     offline: opt.Offline = False,
     quiet: opt.Quiet = False,
@@ -43,5 +43,6 @@ def detect(
     from visiontool.tasks.detect import Detect
 
     task = Detect(conf, iou, classes, max_det, save_dir, save_crops, coco_json)
-    run_rows(task, RunOptions(sources, model, weights, backend, device, offline, quiet, batch_size, workers,
+    run_rows(task, RunOptions(sources, opt.default_for(opt.MODEL, "detect", model), weights, backend, device,
+                              offline, quiet, opt.default_for(opt.BATCH_SIZE, "detect", batch_size), workers,
                               exact_decode, recursive, output, image_size))

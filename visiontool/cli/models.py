@@ -1,10 +1,4 @@
-"""`visiontool models`: the architectures and models visiontool knows.
-
-Examples:
-    visiontool models                 every entry: task, parameters, input size, weights, local?
-    visiontool models 'resnet*'       a glob (or a plain substring: `visiontool models net`)
-    visiontool models --json          the same facts as JSON, for scripts
-"""
+"""`visiontool models`: the architectures and models visiontool knows."""
 
 from __future__ import annotations
 
@@ -13,19 +7,23 @@ from typing import Annotated, Optional
 
 import typer
 
-Task = Annotated[Optional[str], typer.Option(help="Only models for this task (classify, detect).")]
-Pattern = Annotated[Optional[str], typer.Argument(help="Glob (resnet*) or substring of the names.")]
-Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+from visiontool.cli import options as opt
+
+EXAMPLES = [
+    "visiontool models              every model: task, parameters, input, weights",
+    "visiontool models lenet        names starting with lenet, or with it as a word",
+    "visiontool models 'resnet*'    a glob",
+    "visiontool models --task detect --json",
+]
+Pattern = Annotated[Optional[str], typer.Argument(
+    metavar="PATTERN", help="A glob (resnet*), else a prefix (lenet) or a whole word of the names (fpn).")]
 
 
-def models(task: Task = None, pattern: Pattern = None, as_json: Json = False) -> None:
+def models(task: opt.Task = None, pattern: Pattern = None, as_json: opt.Json = False) -> None:
     """List model names for --model: torchvision architectures, LeNet-5 and shipped models."""
     from visiontool.errors import UsageError
     from visiontool.models import registry
 
-    tasks = {registry.TASK_CLASSIFY, registry.TASK_DETECT}
-    if task is not None and task not in tasks:
-        raise UsageError(f"--task {task}: unknown (known: {', '.join(sorted(tasks))})")
     specs = registry.list_specs(task=task, pattern=pattern)
     if not specs:
         raise UsageError(f"no model matches {pattern!r}; `visiontool models` lists them all")

@@ -1,4 +1,8 @@
-"""Options shared by several commands, defined once.
+"""Options shared by several commands, defined once: the same name, type, default and help
+wherever they appear (tests/test_cli_surface.py checks the whole app for it).
+
+Where commands need different defaults (batch size, model), the option's default is None and
+its help names each command's; the command resolves it with `default_for`.
 
 Nothing here (or anywhere in visiontool.cli at module level) imports torch, torchvision or
 cv2: `visiontool --help` must stay fast.
@@ -7,47 +11,119 @@ cv2: `visiontool --help` must stay fast.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
+TASK_NAMES = ("classify", "detect")
+
+# Per-command defaults of the options whose help lists them.
+BATCH_SIZE = {"train": 64, "val": 64, "classify": 32, "benchmark": 32, "detect": 8}
+MODEL = {"classify": "resnet50", "detect": "griddet-digits"}
+
+
+def default_for(table: dict, command: str, value):
+    """`value` when given, else `command`'s default from `table`."""
+    return table[command] if value is None else value
+
+
+def _listing(table: dict) -> str:
+    by_value: dict = {}
+    for command, value in table.items():
+        by_value.setdefault(value, []).append(command)
+    return ", ".join(f"{value} for {' and '.join(commands)}" for value, commands in by_value.items())
+
+
 Model = Annotated[
-    str,
+    Optional[str],
     typer.Option(
         "--model",
         "-m",
-        help="Registry name (see `visiontool models`), a checkpoint written by `train`, "
-        "a torchvision state_dict file (with --weights) or an .onnx file.",
+        metavar="MODEL",
+        show_default=False,
+        help="A registry name (see `visiontool models`), a checkpoint written by `train`, an "
+        "architecture with --weights FILE, or an .onnx file; train takes an architecture. "
+        f"Default: {_listing(MODEL)}; train: griddet for --task detect, else required.",
     ),
 ]
 Weights = Annotated[
     Optional[str],
     typer.Option(
+        metavar="WEIGHTS",
+        show_default=False,
         help="For torchvision names: DEFAULT, a weights name (IMAGENET1K_V2), none "
         "(random init) or a file (.safetensors, .pth state_dict).",
     ),
 ]
-Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
-BatchSize = Annotated[int, typer.Option(min=1, help="Images per batch.")]
+Device = Annotated[
+    str, typer.Option(metavar="DEVICE", help="auto, cpu, cuda or cuda:N (auto: cuda when there is one).")
+]
+BatchSize = Annotated[
+    Optional[int],
+    typer.Option(
+        min=1,
+        metavar="N",
+        show_default=False,
+        help=f"Images per batch (default: {_listing(BATCH_SIZE)}); train's is the global batch, "
+        "split over the processes of a torchrun job.",
+    ),
+]
 Workers = Annotated[
-    Optional[int], typer.Option(min=0, help="Decoding workers (default: one per spare core).")
+    Optional[int],
+    typer.Option(min=0, metavar="N", show_default=False,
+                 help="Image decoding workers (default: one per spare core)."),
 ]
 Offline = Annotated[
     bool,
     typer.Option(
-        "--offline", envvar="VISIONTOOL_OFFLINE", help="Never use the network (also VISIONTOOL_OFFLINE=1)."
+        "--offline", envvar="VISIONTOOL_OFFLINE", show_envvar=False,
+        help="Never use the network; a missing weights file fails, naming where to put it "
+        "(also VISIONTOOL_OFFLINE=1).",
     ),
 ]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or tables.")]
+Quiet = Annotated[
+    bool,
+    typer.Option("--quiet", "-q", help="No progress bars, summaries or notes; results are always shown."),
+]
 Output = Annotated[
     Optional[Path],
-    typer.Option("--output", "-o", help="Write rows to FILE.jsonl, .csv or .json (default: table, or JSONL when stdout is not a terminal)."),
+    typer.Option(
+        "--output",
+        "-o",
+        metavar="PATH",
+        show_default=False,
+        help="Where results go: rows to FILE.jsonl, .csv or .json (classify, detect; default: "
+        "a table or JSON Lines on stdout); the .onnx file (export; default: next to a "
+        "checkpoint, same stem); the run folder (train; default: runs/train/MODEL-N).",
+    ),
 ]
 Recursive = Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")]
 Backend = Annotated[
-    Optional[str], typer.Option(help="torch or onnx (default: from the model argument).")
+    Optional[Literal["torch", "onnx"]],
+    typer.Option(case_sensitive=False, metavar="torch|onnx", show_default=False,
+                 help="torch or onnx (default: onnx for an .onnx model, else torch)."),
 ]
 ExactDecode = Annotated[
     bool,
-    typer.Option(help="Decode JPEGs at full size even when a reduced-size decode would do (slower, bit-exact with torchvision)."),
+    typer.Option("--exact-decode", help="Decode JPEGs at full size even when a reduced-size decode "
+                 "would do (slower, bit-exact with torchvision)."),
+]
+ImageSize = Annotated[
+    Optional[int],
+    typer.Option(min=8, metavar="PIXELS", show_default=False,
+                 help="Side of the square input (default: the model's own; for torchvision's "
+                 "detectors, the shorter side they resize to)."),
+]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")]
+Calibration = Annotated[
+    Optional[Path],
+    typer.Option(metavar="DIR", show_default=False,
+                 help="Images to calibrate static int8 (QDQ, per-channel) on; without it, export "
+                 "--int8 is dynamic and benchmark's onnx-int8 uses generated images."),
+]
+Task = Annotated[
+    Optional[Literal["classify", "detect"]],
+    typer.Option(case_sensitive=False, metavar="classify|detect", show_default=False,
+                 help="The task: what train trains (default classify), which models `models` lists "
+                 "(default: all)."),
 ]

@@ -13,7 +13,7 @@ import typer
 
 from visiontool.errors import EXIT_SKIPPED
 
-TABLE_MAX_ROWS = 25  # more rows than this: a progress bar and a summary instead of a table
+TABLE_MAX_ROWS = 25  # more rows than this on a terminal: JSON Lines instead of a table
 
 
 @dataclass
@@ -35,6 +35,10 @@ class RunOptions:
     image_size: int | None = None
 
 
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
 def run_rows(task, o: RunOptions) -> None:
     from visiontool import progress
     from visiontool.infer import Inference
@@ -46,10 +50,13 @@ def run_rows(task, o: RunOptions) -> None:
                     o.batch_size, o.workers, o.exact_decode, o.recursive, stdin=sys.stdin, image_size=o.image_size)
     paths, info = run.paths, run.info
 
-    # On a terminal with no --output, a few images get a table; otherwise rows are the output.
-    as_table = o.output is None and sys.stdout.isatty() and len(paths) <= TABLE_MAX_ROWS
-    to_stdout = o.output is None and not sys.stdout.isatty()
-    show_bar = not o.quiet and not (as_table and len(paths) <= 1)
+    # Without --output the results go to stdout, always (--quiet never hides them): a table for a
+    # handful of images on a terminal, otherwise JSON Lines, streamed as they come. Rows on a
+    # terminal are their own progress; a bar redrawn between them would only garble them.
+    terminal = stdout_is_terminal()
+    as_table = o.output is None and terminal and len(paths) <= TABLE_MAX_ROWS
+    to_stdout = o.output is None and not as_table
+    show_bar = not o.quiet and not (as_table and len(paths) <= 1) and not (to_stdout and terminal)
 
     rows_kept: list[dict] = []
     skipped = 0
@@ -85,8 +92,8 @@ def run_rows(task, o: RunOptions) -> None:
         progress.info(f"{done} of {len(paths)} images done in {seconds:.1f} s "
                       f"({len(paths) / max(seconds, 1e-9):.1f} img/s), {skipped} skipped"
                       + (f"; rows in {o.output}" if o.output else ""))
-        if labels and o.output is None and not to_stdout:
+        if labels and to_stdout and terminal:
             common = ", ".join(f"{k} ({v})" for k, v in labels.most_common(5))
-            progress.info(f"most common: {common}; use --output FILE.jsonl to keep every row")
+            progress.info(f"most common: {common}; use --output FILE.jsonl to keep every row in a file")
     if skipped:
         raise typer.Exit(EXIT_SKIPPED)

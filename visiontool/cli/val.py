@@ -2,11 +2,6 @@
 per-class accuracy and the confusion matrix on a folder. Detectors: COCO mAP (pycocotools'
 COCOeval) and per-class AP on a YOLO or COCO dataset's val split.
 
-Examples:
-    visiontool val runs/train/resnet18-1/best.safetensors data/
-    visiontool val resnet18 imagenet-sample/ --json > scores.json
-    visiontool val runs/train/griddet-1/best.safetensors scenes/      (a detector: COCOeval)
-
 DATA is a dataset with val/ (or valid/, validation/), or a folder of class folders. For a
 checkpoint trained without a val folder, the images its run held out are scored.
 """
@@ -22,24 +17,30 @@ import typer
 from visiontool.cli import options as opt
 from visiontool.errors import EXIT_SKIPPED
 
+EXAMPLES = [
+    "visiontool val runs/train/resnet18-1/best.safetensors data/",
+    "visiontool val resnet18 imagenet-sample/ --json > scores.json",
+    "visiontool val runs/train/griddet-1/best.safetensors scenes/    (a detector)",
+]
 CONFUSION_MAX_CLASSES = 12  # larger matrices only in --json and train's confusion.png
 
 
 def val(
-    model: Annotated[str, typer.Argument(help="A checkpoint written by `train`, a registry name, or an architecture with --weights.")],
-    data: Annotated[Path, typer.Argument(help="Dataset folder (its val/ is used) or a folder of class folders.")],
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="A checkpoint written by `train`, a registry name, or an architecture with --weights.")],
+    data: Annotated[Path, typer.Argument(metavar="DATA", help="Dataset folder (its val/ is used) or a folder of class folders.")],
     weights: opt.Weights = None,
-    batch_size: opt.BatchSize = 64,
+    batch_size: opt.BatchSize = None,
     workers: opt.Workers = None,
     device: opt.Device = "auto",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the results as one JSON object.")] = False,
+    as_json: opt.Json = False,
     offline: opt.Offline = False,
     quiet: opt.Quiet = False,
 ) -> None:
     """Score a classifier on a labelled folder, or a detector on a YOLO or COCO dataset."""
     from visiontool.train.validate import validate
 
-    result = validate(model, data, weights=weights, device=device, batch_size=batch_size,
+    result = validate(model, data, weights=weights, device=device,
+                      batch_size=opt.default_for(opt.BATCH_SIZE, "val", batch_size),
                       workers=workers, offline=offline, quiet=quiet)
     report = result.to_dict()
     if as_json:

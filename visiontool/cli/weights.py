@@ -2,11 +2,6 @@
 
 NAME is an architecture ("resnet18": its default weights), ARCH.WEIGHTS
 ("resnet18.IMAGENET1K_V1") or a shipped model ("lenet5-mnist").
-
-Examples:
-    visiontool weights list 'resnet*'        known weights and whether each is on disk
-    visiontool weights pull resnet50         fetch (announced, hash-checked) unless present
-    visiontool weights path resnet18         where the file is; exit 1 and what to do if absent
 """
 
 from __future__ import annotations
@@ -17,16 +12,27 @@ from typing import Annotated, Optional
 import typer
 
 from visiontool.cli.handling import command
-from visiontool.cli.options import Quiet
+from visiontool.cli.help import Command, Group, examples
+from visiontool.cli.options import Json, Quiet
 
-app = typer.Typer(help="List, fetch and locate pretrained weights.", no_args_is_help=True)
+EXAMPLES = {
+    "list": ["visiontool weights list 'resnet*'    known weights and whether each is on disk",
+             "visiontool weights list --json"],
+    "pull": ["visiontool weights pull resnet50     fetch (announced, hash-checked) if absent",
+             "visiontool weights pull resnet18.IMAGENET1K_V1"],
+    "path": ["visiontool weights path resnet18     its path; if absent, exit 1 saying where",
+             "visiontool weights path lenet5-mnist"],
+}
 
-Name = Annotated[str, typer.Argument(help="resnet18, resnet18.IMAGENET1K_V2 or a shipped model name.")]
-Pattern = Annotated[Optional[str], typer.Argument(help="Glob (resnet*) or substring of the model names.")]
-Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+app = typer.Typer(help="List, fetch and locate pretrained weights.", no_args_is_help=True, cls=Group,
+                  epilog=examples([line for lines in EXAMPLES.values() for line in lines[:1]]))
+
+Name = Annotated[str, typer.Argument(metavar="NAME", help="resnet18, resnet18.IMAGENET1K_V2 or a shipped model name.")]
+Pattern = Annotated[Optional[str], typer.Argument(
+    metavar="PATTERN", help="A glob (resnet*), else a prefix (lenet) or a whole word of the model names (fpn).")]
 
 
-@app.command("list")
+@app.command("list", cls=Command, epilog=examples(EXAMPLES["list"]))
 @command
 def list_weights(pattern: Pattern = None, as_json: Json = False) -> None:
     """Every known weights file, and whether it is on disk."""
@@ -61,7 +67,7 @@ def list_weights(pattern: Pattern = None, as_json: Json = False) -> None:
     Console().print(table)
 
 
-@app.command()
+@app.command(cls=Command, epilog=examples(EXAMPLES["pull"]))
 @command
 def pull(name: Name, quiet: Quiet = False) -> None:
     """Download weights unless already on disk; print the local path."""
@@ -75,7 +81,7 @@ def pull(name: Name, quiet: Quiet = False) -> None:
     typer.echo(str(weights.resolve(spec.arch, weights_name, offline=False, quiet=quiet)))
 
 
-@app.command()
+@app.command(cls=Command, epilog=examples(EXAMPLES["path"]))
 @command
 def path(name: Name) -> None:
     """Print the local path of weights; exit 1, saying where to put them, when absent."""

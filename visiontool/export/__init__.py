@@ -29,7 +29,7 @@ EXAMPLE_SIDE = 320  # the traced example's side for models that take any size
 class ExportOptions:
     model: str  # anything --model accepts, except an .onnx file
     weights: str | None = None  # as --weights
-    output: str | None = None  # FILE.onnx; default: <model name>[-fp16|-int8].onnx here
+    output: str | None = None  # FILE.onnx; default: next to a checkpoint with its stem, or <name>.onnx here
     opset: int | None = None  # None: the exporter's default
     batch: int | None = None  # None: dynamic batch axis; N: fixed batch N
     image_size: int | None = None  # crop side; None: the model's own (resize scales along)
@@ -56,9 +56,11 @@ class ExportResult:
     seconds: float
     verification: Verification | None
     notes: list[str] = field(default_factory=list)
+    replaced: bool = False  # a file of that name was there before, and is now this one
 
     def to_dict(self) -> dict:
-        d = {k: getattr(self, k) for k in ("exporter", "fallback_reason", "opset", "precision", "size_bytes", "seconds", "notes")}
+        d = {k: getattr(self, k) for k in ("exporter", "fallback_reason", "opset", "precision", "size_bytes", "seconds",
+                                           "notes", "replaced")}
         return {"path": str(self.path), **d, "verification": self.verification.to_dict() if self.verification else None}
 
 
@@ -88,7 +90,12 @@ def precision_of(o: ExportOptions) -> str:
 
 
 def default_output(o: ExportOptions, name: str) -> Path:
+    """A model file's neighbour with its stem (runs/x/best.safetensors -> runs/x/best.onnx);
+    for a registry name, <name>.onnx in the working folder. -fp16 / -int8 mark the precision."""
     suffix = {"fp32": "", "fp16": "-fp16"}.get(precision_of(o), "-int8")
+    model = Path(o.model)
+    if model.is_file():
+        return model.with_name(f"{model.stem}{suffix}.onnx")
     return Path(f"{name}{suffix}.onnx")
 
 
@@ -154,6 +161,7 @@ def export(o: ExportOptions, log: Callable[[str], None] = lambda message: None) 
     import onnx
 
     check = None
+    replaced = out.exists()
     with atomic_write(out) as tmp:
         onnx.save_model(model, str(tmp))
         if o.verify:
@@ -166,4 +174,4 @@ def export(o: ExportOptions, log: Callable[[str], None] = lambda message: None) 
                                   f"{check.top1_agreement:.1%}; needed {check.criterion})")
         size = tmp.stat().st_size
     return ExportResult(out, g.exporter, g.fallback_reason, graph.opset_of(model), precision, size,
-                        round(time.perf_counter() - start, 3), check, notes)
+                        round(time.perf_counter() - start, 3), check, notes, replaced)

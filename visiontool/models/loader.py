@@ -53,7 +53,12 @@ def load_model(
         raise UsageError(f"{model} is an ONNX file: it runs on the onnx backend, not in PyTorch")
     if _looks_like_path(model):
         return _from_model_file(Path(model), weights, num_classes)
-    spec = registry.get_spec(model)
+    try:
+        spec = registry.get_spec(model)
+    except UsageError:
+        if Path(model).is_file():  # not a model name, but a file: say what the file is
+            return _from_model_file(Path(model), weights, num_classes)
+        raise
     if spec.shipped_file is not None:
         if weights not in (None, "DEFAULT"):
             raise UsageError(f"{spec.name} ships with its own weights; drop --weights")
@@ -77,9 +82,13 @@ def _looks_like_path(arg: str) -> bool:
 
 def _from_model_file(path: Path, weights: str | None, num_classes: int | None) -> LoadedModel:
     from visiontool import checkpoint
+    from visiontool import weights as weights_files
 
     if not path.is_file():
         raise UsageError(f"model file not found: {path}")
+    wrong = weights_files.wrong_file_message(path, "--model")
+    if wrong is not None:
+        raise UsageError(wrong)
     if checkpoint.read_meta(path) is None:
         raise UsageError(
             f"{path} records no architecture (not a visiontool checkpoint): "

@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import functools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -186,15 +187,21 @@ def _all_specs() -> dict[str, ModelSpec]:
 
 
 def list_specs(task: str | None = None, pattern: str | None = None) -> list[ModelSpec]:
-    """Entries sorted by name; `pattern` is a glob (`resnet*`) or a substring (`net`), any case."""
+    """Entries sorted by name; `pattern`, in any case, is a glob when it has * ? or [
+    (`resnet*`), else a prefix (`lenet`: lenet5, not googlenet) or a whole word of the name
+    (`fpn`: fasterrcnn_resnet50_fpn; words are split at _ - .)."""
     specs = sorted(_all_specs().values(), key=lambda s: s.name)
     if task:
         specs = [s for s in specs if s.task == task]
     if pattern:
         p = pattern.lower()
         glob = any(ch in p for ch in "*?[")
-        specs = [s for s in specs if (fnmatch.fnmatchcase(s.name, p) if glob else p in s.name)]
+        specs = [s for s in specs if (fnmatch.fnmatchcase(s.name, p) if glob else _prefix_or_word(s.name, p))]
     return specs
+
+
+def _prefix_or_word(name: str, p: str) -> bool:
+    return name.startswith(p) or p in re.split(r"[_.\-]", name)
 
 
 def get_spec(name: str) -> ModelSpec:

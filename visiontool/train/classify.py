@@ -7,7 +7,6 @@ the reported val top-1 is what a user gets back from the best checkpoint.
 
 from __future__ import annotations
 
-import os
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -21,6 +20,7 @@ from visiontool.preprocess import Preprocess
 from visiontool.train import data as folder_data
 from visiontool.train import distributed, report
 from visiontool.train.augment import Augmenter, sample_params
+from visiontool.train.config import resolved_workers
 from visiontool.train.job import Normalize, TaskTraining, check_input_size
 from visiontool.train.metrics import Accumulator, Summary
 
@@ -33,7 +33,7 @@ class ClassifyTraining(TaskTraining):
 
     def __init__(self, cfg, dist, device, say) -> None:
         self.cfg, self.dist, self.device = cfg, dist, device
-        workers = cfg.workers or max(1, (os.cpu_count() or 1) // dist.local_world)
+        workers = resolved_workers(cfg.workers, dist.local_world)
 
         # --- data: folders -> checked splits -> model preprocessing -> uint8 caches
         dataset = folder_data.scan_dataset(cfg.data, cfg.val_fraction, cfg.seed)

@@ -112,6 +112,13 @@ class TrainConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
+def resolved_workers(workers: int | None, processes_per_machine: int = 1) -> int:
+    """Decoding threads: as given, else one per core shared by the processes of a machine."""
+    import os
+
+    return workers or max(1, (os.cpu_count() or 1) // processes_per_machine)
+
+
 def default_lr(optimizer: str, batch_size: int, pretrained: bool) -> float:
     ratio = batch_size / REFERENCE_BATCH
     lr = DEFAULT_LR[optimizer] * (ratio if optimizer == "sgd" else ratio**0.5)

@@ -26,7 +26,7 @@ from torch import nn
 
 from visiontool.errors import DatasetError, UsageError
 from visiontool.train import distributed, rundir
-from visiontool.train.config import RESUME_OVERRIDES, TrainConfig
+from visiontool.train.config import RESUME_OVERRIDES, TrainConfig, resolved_workers
 from visiontool.train.job import training_for
 from visiontool.train.optim import build_optimizer, build_scheduler
 from visiontool.train.progress import Reporter
@@ -58,18 +58,49 @@ def resume(
     command: str = "",
     on_epoch_end: Callable[[dict], None] | None = None,
 ) -> TrainResult:
-    """Continue the run in `run_dir` from its last finished epoch. Only RESUME_OVERRIDES may
-    change; a larger `epochs` trains longer (the lr schedule is stretched to the new end)."""
+    """Continue the run in `run_dir` from its last finished epoch; a larger `epochs` trains
+    longer (the lr schedule is stretched to the new end).
+
+    `overrides` are the options given again (TrainConfig names; "output" for the run folder):
+    the original command line is accepted as it was. Those in RESUME_OVERRIDES may change;
+    any other is refused only when its value differs from the run's."""
     run_dir = Path(run_dir)
     if not (run_dir / STATE_FILE).is_file() or not (run_dir / "config.json").is_file():
         raise UsageError(f"nothing to resume in {run_dir}: no {STATE_FILE} and config.json from `visiontool train`")
-    overrides = dict(overrides or {})
-    refused = sorted(set(overrides) - set(RESUME_OVERRIDES))
+    recorded = TrainConfig.load(run_dir / "config.json")
+    changes, refused = {}, []
+    for key, value in (overrides or {}).items():
+        if key in RESUME_OVERRIDES:
+            changes[key] = value
+        elif key in ("output", "out"):
+            if not _same_path(value, run_dir):
+                refused.append((OPTION_NAMES["out"], value, run_dir))
+        elif not _same_value(value, getattr(recorded, key, None), key == "data"):
+            refused.append((OPTION_NAMES.get(key, "--" + key.replace("_", "-")), value, getattr(recorded, key, None)))
     if refused:
-        names = ", ".join("--" + k.replace("_", "-") for k in refused)
-        raise UsageError(f"{names} cannot change when resuming (only {', '.join('--' + k for k in RESUME_OVERRIDES)})")
-    cfg = replace(TrainConfig.load(run_dir / "config.json"), **overrides, out=str(run_dir))
+        details = "; ".join(f"{name} {value} (the run has {was})" for name, value, was in refused)
+        allowed = ", ".join("--" + k for k in RESUME_OVERRIDES)
+        raise UsageError(f"cannot change when resuming: {details}; only {allowed} may change")
+    cfg = replace(recorded, **changes, out=str(run_dir))
     return _run(cfg.resolve(), run_dir, on_epoch_end, resume_command=command)
+
+
+# How TrainConfig fields are spelled on the command line, where not --field-name.
+OPTION_NAMES = {"data": "DATA", "out": "--output"}
+
+
+def _same_path(a, b) -> bool:
+    return Path(str(a)).expanduser().resolve() == Path(str(b)).expanduser().resolve()
+
+
+def _same_value(given, recorded, is_path: bool) -> bool:
+    if is_path:
+        return recorded is not None and _same_path(given, recorded)
+    if isinstance(given, float) and isinstance(recorded, (int, float)) and not isinstance(recorded, bool):
+        return abs(given - recorded) <= 1e-9 * max(1.0, abs(recorded))
+    if isinstance(given, str) and isinstance(recorded, str):
+        return given.lower() == recorded.lower()
+    return given == recorded
 
 
 # ------------------------------------------------------------------------------------- the run
@@ -131,6 +162,9 @@ def _fit(cfg, dist, device, resume_dir, on_epoch_end, resume_command) -> TrainRe
     if dist.enabled:
         net = nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
 
+    # config.json records what the run used, not "auto" and null
+    cfg = replace(cfg, device=str(device), amp=use_amp, workers=resolved_workers(cfg.workers, dist.local_world),
+                  image_size=cfg.image_size or getattr(job, "size", None) or job.preprocess.crop)
     run_dir = distributed.broadcast(dist, rundir.prepare_run_dir(cfg, resume_dir, resume_command) if dist.is_main else None)
     if resume_dir is None:
         say.line(f"{job.describe()}, batch {batch}{f' ({dist.world} processes)' if dist.enabled else ''}, {device}")
