@@ -83,6 +83,10 @@ class DetectTraining(TaskTraining):
             check_input_size(self.module, self.arch, size, 3, device)
         self.augment = BoxAugment(size=size, mean=self.kit.mean, std=self.kit.std, flip=cfg.flip)
 
+    @property
+    def image_size(self) -> int:
+        return self.kit.size
+
     def describe(self) -> str:
         boxes = sum(len(t[1]) for t in self.targets)
         return (f"{self.arch}: {len(self.labels)} classes, {self.n_train} training images ({boxes} boxes, "

@@ -164,7 +164,7 @@ def _fit(cfg, dist, device, resume_dir, on_epoch_end, resume_command) -> TrainRe
 
     # config.json records what the run used, not "auto" and null
     cfg = replace(cfg, device=str(device), amp=use_amp, workers=resolved_workers(cfg.workers, dist.local_world),
-                  image_size=cfg.image_size or getattr(job, "size", None) or job.preprocess.crop)
+                  image_size=job.image_size)
     run_dir = distributed.broadcast(dist, rundir.prepare_run_dir(cfg, resume_dir, resume_command) if dist.is_main else None)
     if resume_dir is None:
         say.line(f"{job.describe()}, batch {batch}{f' ({dist.world} processes)' if dist.enabled else ''}, {device}")

@@ -43,6 +43,11 @@ class TaskTraining:
     preprocess: Preprocess  # how the checkpoint sees images (what inference will feed it)
     n_train: int  # training samples; an epoch is n_train // batch global batches
 
+    @property
+    def image_size(self) -> int:
+        """The side the model trains at (config.json records it)."""
+        return self.preprocess.crop
+
     def describe(self) -> str:
         """The run's first line: model, data, sizes."""
         raise NotImplementedError
