@@ -190,6 +190,6 @@ def test_help_documents_the_global_batch_and_defaults():
     result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "400"})
     assert result.exit_code == 0
     text = " ".join(result.output.split())
-    for words in ("the global batch", "64 for train", "--resume", "--val-fraction", "trivialaugment",
+    for words in ("the global batch", "64 (16 with --task detect) for train", "--resume", "--val-fraction", "trivialaugment",
                   "[default: adamw]", "[default: 10;", "[default: light]", "[default: cosine]"):
         assert words in text

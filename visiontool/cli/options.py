@@ -18,7 +18,7 @@ import typer
 TASK_NAMES = ("classify", "detect")
 
 # Per-command defaults of the options whose help lists them.
-BATCH_SIZE = {"train": 64, "val": 64, "classify": 32, "benchmark": 32, "detect": 8}
+BATCH_SIZE = {"train": "64 (16 with --task detect)", "val": 64, "classify": 32, "benchmark": 32, "detect": 8}
 MODEL = {"classify": "resnet50", "detect": "griddet-digits"}
 
 

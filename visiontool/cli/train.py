@@ -80,7 +80,7 @@ def train(
             return
         cfg = TrainConfig(
             task=task or _D.task, data=str(data) if data is not None else "", model=model or "", pretrained=pretrained,
-            epochs=epochs, batch_size=opt.default_for(opt.BATCH_SIZE, "train", batch_size), image_size=image_size,
+            epochs=epochs, batch_size=batch_size, image_size=image_size,
             optimizer=optimizer, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
             scheduler=scheduler, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, augment=augment,
             crop_scale=crop_scale, flip=flip, amp=amp, patience=patience, seed=seed, val_fraction=val_fraction,

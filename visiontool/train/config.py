@@ -35,7 +35,8 @@ class TrainConfig:
     model: str = ""  # registry architecture name (see `visiontool models`)
     pretrained: bool = False  # start from the architecture's ImageNet weights, new head
     epochs: int = 10  # passes over the training split
-    batch_size: int = 64  # GLOBAL batch: split evenly over the processes of a torchrun job
+    batch_size: int | None = None  # GLOBAL batch, split evenly over the processes of a torchrun job;
+    # None: the task's default (64 for classify, 16 for detect)
     image_size: int | None = None  # side of the square the model sees; None: the model's own
     optimizer: str = "adamw"  # sgd | adam | adamw | rmsprop
     lr: float | None = None  # peak learning rate; None: per-optimizer default scaled by batch
@@ -65,7 +66,9 @@ class TrainConfig:
                              "a YOLO or COCO dataset for detect)")
         from visiontool.train.job import training_for
 
-        model = self.model or training_for(self.task).default_model
+        job = training_for(self.task)
+        model = self.model or job.default_model
+        batch_size = self.batch_size or job.default_batch_size
         if not model:
             raise UsageError("missing --model: an architecture name, e.g. resnet18 (see `visiontool models`)")
         _choice("--optimizer", self.optimizer, OPTIMIZERS)
@@ -73,7 +76,7 @@ class TrainConfig:
         _choice("--augment", self.augment, AUGMENTS)
         if self.epochs < 1:
             raise UsageError("--epochs must be at least 1")
-        if self.batch_size < 1:
+        if batch_size < 1:
             raise UsageError("--batch-size must be at least 1")
         if self.image_size is not None and self.image_size < 8:
             raise UsageError("--image-size must be at least 8")
@@ -85,13 +88,13 @@ class TrainConfig:
             raise UsageError("--crop-scale must be in (0, 1]")
         if self.warmup_epochs < 0 or self.patience < 0:
             raise UsageError("--warmup-epochs and --patience cannot be negative")
-        lr = self.lr if self.lr is not None else default_lr(self.optimizer, self.batch_size, self.pretrained)
+        lr = self.lr if self.lr is not None else default_lr(self.optimizer, batch_size, self.pretrained)
         if lr <= 0:
             raise UsageError("--lr must be positive")
         wd = DEFAULT_WD[self.optimizer] if self.weight_decay is None else self.weight_decay
         if wd < 0:
             raise UsageError("--weight-decay cannot be negative")
-        return replace(self, model=model, lr=lr, weight_decay=wd)
+        return replace(self, model=model, batch_size=batch_size, lr=lr, weight_decay=wd)
 
     def to_dict(self) -> dict:
         return asdict(self)

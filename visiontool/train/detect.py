@@ -29,6 +29,11 @@ VAL_CONF = 0.001  # mAP ranks every candidate: the score threshold is for users,
 VAL_IOU = 0.6
 VAL_MAX_DET = 100
 CACHE_SCALE = 1.6  # training images are cached with the long side at most this x the input side
+TRAIN_CROP = 256  # side of the training crops (at most the input side)
+SCALE_JITTER = (0.6, 1.5)  # object scale range of the crops, around "fits the input side"
+# Share of training images that are four-image mosaics: on digit scenes it gave +2.7 points of
+# mAP@0.5 and +3.1 of mAP@0.5:0.95 in 10 epochs (benchmarks/detector_recipe.py).
+MOSAIC = 0.5
 SHOWN_VAL_IMAGES = 8  # in val_predictions.png
 
 
@@ -37,6 +42,9 @@ class DetectTraining(TaskTraining):
     columns = ("train_loss", "train_box", "train_cls", "val_map50", "val_map")
     best_metric = "val_map"
     train_sums = 3  # loss, box loss, class loss (sums over images)
+    grad_clip = 10.0  # early GIoU gradients of badly placed boxes can be large
+    # Short CPU runs need steps more than big batches: 16 gave the benchmark's figures.
+    default_batch_size = 16
     default_model = DEFAULT_MODEL
 
     def __init__(self, cfg, dist, device, say) -> None:
@@ -81,7 +89,10 @@ class DetectTraining(TaskTraining):
         self.module = module.to(device).to(memory_format=torch.channels_last)
         if self.kit.fixed_size:
             check_input_size(self.module, self.arch, size, 3, device)
-        self.augment = BoxAugment(size=size, mean=self.kit.mean, std=self.kit.std, flip=cfg.flip)
+        # Training sees crops of TRAIN_CROP px cut from images scaled as inference will see them
+        # (fitted to the input side): 2.5x cheaper steps than whole 416 px inputs, same object sizes.
+        self.augment = BoxAugment(size=min(size, TRAIN_CROP), fit=size, scale=SCALE_JITTER, mosaic=MOSAIC,
+                                  mean=self.kit.mean, std=self.kit.std, flip=cfg.flip)
 
     @property
     def image_size(self) -> int:

@@ -197,6 +197,9 @@ def _fit(cfg, dist, device, resume_dir, on_epoch_end, resume_command) -> TrainRe
                     loss, step_sums = job.loss(outputs, targets)
                     optimizer.zero_grad(set_to_none=True)
                     scaler.scale(loss).backward()
+                    if job.grad_clip is not None:
+                        scaler.unscale_(optimizer)
+                        nn.utils.clip_grad_norm_(module.parameters(), job.grad_clip)
                     scaler.step(optimizer)
                     scaler.update()
                     scheduler.step()

@@ -34,6 +34,8 @@ class TaskTraining:
     best_metric = ""  # the row key that picks best.safetensors (higher is better)
     train_sums = 1  # how many running sums `loss` returns (the first is the loss sum)
     default_model = ""  # --model when none is given ("": it must be given)
+    grad_clip: float | None = None  # clip the gradient norm to this (None: no clipping)
+    default_batch_size = 64  # --batch-size when none is given
 
     # Filled in by __init__(cfg, dist, device, say): data decoded, model built.
     module: nn.Module
