@@ -9,6 +9,8 @@ No torch, no cv2: this module runs in decode workers and on the torch-free ONNX 
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 import re
 from typing import Final
@@ -118,29 +120,14 @@ def decode(
         raise ValueError(f"mode must be one of {_OUTPUT_MODES}, not {mode!r}")
     if draft is not None and (len(draft) != 2 or min(draft) < 1):
         raise ValueError(f"draft must be (width, height) with positive sides, not {draft!r}")
-    try:
-        # Opened here, not by Pillow, so the descriptor is closed even for multi-frame files
-        # (GIF, TIFF) whose decoder would keep it open for seeking.
-        with open(path, "rb") as f:
-            im = Image.open(f)
-            stored_size = im.size
-            if draft is not None and im.format in ("JPEG", "MPO"):
-                _jpeg_draft(im, mode, draft)
-            im.load()
-    except FileNotFoundError:
-        raise DecodeError(path, "file not found") from None
-    except PermissionError:
-        raise DecodeError(path, "permission denied") from None
-    except IsADirectoryError:
-        raise DecodeError(path, "is a folder, not an image file") from None
-    except UnidentifiedImageError:
-        raise DecodeError(path, "not an image (unrecognised content)") from None
-    except Image.DecompressionBombError as e:
-        raise DecodeError(path, f"image too large to decode safely ({e})") from None
-    except MemoryError:
-        raise DecodeError(path, "not enough memory to decode the image") from None
-    except Exception:  # noqa: BLE001 - Pillow's plugins signal bad data with many exception types
-        raise DecodeError(path, "truncated or corrupt image data") from None
+    # Opened here, not by Pillow, so the descriptor is closed even for multi-frame files
+    # (GIF, TIFF) whose decoder would keep it open for seeking.
+    with _reading(path, "data"), open(path, "rb") as f:
+        im = Image.open(f)
+        stored_size = im.size
+        if draft is not None and im.format in ("JPEG", "MPO"):
+            _jpeg_draft(im, mode, draft)
+        im.load()
 
     orientation = _orientation(im)
     try:
@@ -155,17 +142,11 @@ def decode(
     return im
 
 
-def upright_size(path: str | os.PathLike) -> tuple[int, int, int]:
-    """(width, height, EXIF orientation) of the picture as `decode` shows it, read from the
-    file's header alone: no pixel data is decoded, so a dataset's sizes cost one small read each.
-
-    Raises DecodeError (one-line reason) when the header cannot be read.
-    """
+@contextlib.contextmanager
+def _reading(path, part: str):
+    """Turns whatever opening or decoding a file raises into a DecodeError with a one-line reason."""
     try:
-        with open(path, "rb") as f:
-            im = Image.open(f)
-            w, h = im.size
-            orientation = _orientation(im)
+        yield
     except FileNotFoundError:
         raise DecodeError(path, "file not found") from None
     except PermissionError:
@@ -176,8 +157,22 @@ def upright_size(path: str | os.PathLike) -> tuple[int, int, int]:
         raise DecodeError(path, "not an image (unrecognised content)") from None
     except Image.DecompressionBombError as e:
         raise DecodeError(path, f"image too large to decode safely ({e})") from None
-    except Exception:  # noqa: BLE001 - Pillow's plugins signal bad headers with many exception types
-        raise DecodeError(path, "truncated or corrupt image header") from None
+    except MemoryError:
+        raise DecodeError(path, "not enough memory to decode the image") from None
+    except Exception:  # noqa: BLE001 - Pillow's plugins signal bad data with many exception types
+        raise DecodeError(path, f"truncated or corrupt image {part}") from None
+
+
+def upright_size(path: str | os.PathLike) -> tuple[int, int, int]:
+    """(width, height, EXIF orientation) of the picture as `decode` shows it, read from the
+    file's header alone: no pixel data is decoded, so a dataset's sizes cost one small read each.
+
+    Raises DecodeError (one-line reason) when the header cannot be read.
+    """
+    with _reading(path, "header"), open(path, "rb") as f:
+        im = Image.open(f)
+        w, h = im.size
+        orientation = _orientation(im)
     return (h, w, orientation) if orientation in _SWAPS_SIDES else (w, h, orientation)
 
 

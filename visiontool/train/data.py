@@ -64,27 +64,34 @@ def scan_classes(folder: Path) -> tuple[dict[str, list[Path]], list[tuple[Path, 
 
     Returns the images per class and the files that carry an image suffix but are not images.
     """
-    from visiontool.imageio import looks_like_image
-
     class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise DatasetError(f"no class folders in {folder} (expected {folder}/<class>/<image>)")
     images: dict[str, list[Path]] = {}
     bad: list[tuple[Path, str]] = []
     for class_dir in class_dirs:
-        found = []
-        for dirpath, dirnames, filenames in os.walk(class_dir):  # no followlinks: no loops
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                if name.startswith("."):
-                    continue
-                path = Path(dirpath) / name
-                if looks_like_image(path):
-                    found.append(path)
-                elif path.suffix.lower() in _IMAGE_SUFFIXES:
-                    bad.append((path, "not an image"))
-        images[class_dir.name] = found
+        images[class_dir.name], not_images = walk_images(class_dir)
+        bad += not_images
     return images, bad
+
+
+def walk_images(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Images under a folder (recursively, by content, hidden entries skipped, sorted) and the
+    files that carry an image suffix but are not images."""
+    from visiontool.imageio import looks_like_image
+
+    found, bad = [], []
+    for dirpath, dirnames, filenames in os.walk(folder):  # no followlinks: no loops
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            path = Path(dirpath) / name
+            if looks_like_image(path):
+                found.append(path)
+            elif path.suffix.lower() in _IMAGE_SUFFIXES:
+                bad.append((path, "not an image"))
+    return found, bad
 
 
 def _check_classes(folder: Path, images: dict[str, list[Path]]) -> None:

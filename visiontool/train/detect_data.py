@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from visiontool.errors import DatasetError, one_line
-from visiontool.train.data import _IMAGE_SUFFIXES, VAL_FOLDERS
+from visiontool.train.data import VAL_FOLDERS, walk_images
 
 # A box may overshoot the image border by this share of the side (or 1 pixel, whichever is
 # larger) and is then clipped: labelling tools and rounding produce such overshoots all the
@@ -310,30 +310,11 @@ def _split_sources(data: dict, keys: tuple[str, ...], defaults: list[str], bases
     return None
 
 
-def _walk_images(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """Images under a folder (recursively, by content, hidden entries skipped, sorted) and the
-    files that carry an image suffix but are not images."""
-    from visiontool.imageio import looks_like_image
-
-    found, bad = [], []
-    for dirpath, dirnames, filenames in os.walk(folder):  # no followlinks: no loops
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.startswith("."):
-                continue
-            path = Path(dirpath) / name
-            if looks_like_image(path):
-                found.append(path)
-            elif path.suffix.lower() in _IMAGE_SUFFIXES:
-                bad.append((path, "not an image"))
-    return found, bad
-
-
 def _list_images(source: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Images of one split entry: a folder, a .txt list (one path a line, relative to the list's
     folder), or a single image."""
     if source.is_dir():
-        return _walk_images(source)
+        return walk_images(source)
     if source.suffix.lower() == ".txt":
         images = []
         try:
