@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, List
+from typing import Annotated
 
 import typer
 
@@ -17,7 +17,7 @@ EXAMPLES = [
 
 
 def classify(
-    sources: Annotated[List[str], typer.Argument(metavar="SOURCES", help="Image files, folders, globs ('photos/**/*.jpg' descends), @list.txt, or - for paths on stdin.")],
+    sources: opt.Sources,
     model: opt.Model = None,
     weights: opt.Weights = None,
     top_k: Annotated[int, typer.Option(min=1, metavar="K", help="Labels per image.")] = 5,

@@ -17,7 +17,7 @@ EXAMPLES = [
 
 
 def detect(
-    sources: Annotated[List[str], typer.Argument(metavar="SOURCES", help="Image files, folders, globs ('photos/**/*.jpg' descends), @list.txt, or - for paths on stdin.")],
+    sources: opt.Sources,
     model: opt.Model = None,
     weights: opt.Weights = None,
     conf: Annotated[float, typer.Option(min=0.0, max=1.0, metavar="SCORE", help="Keep detections scoring at least this.")] = 0.25,

@@ -11,7 +11,7 @@ cv2: `visiontool --help` must stay fast.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, Optional
+from typing import Annotated, List, Literal, Optional
 
 import typer
 
@@ -126,4 +126,8 @@ Task = Annotated[
     typer.Option(case_sensitive=False, metavar="classify|detect", show_default=False,
                  help="The task: what train trains (default classify), which models `models` lists "
                  "(default: all)."),
+]
+Sources = Annotated[
+    List[str],
+    typer.Argument(metavar="SOURCES", help="Image files, folders, globs ('photos/**/*.jpg' descends), @list.txt, or - for paths on stdin."),
 ]
