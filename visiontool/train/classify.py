@@ -214,3 +214,9 @@ def _check_after_decode(classes: list[str], cache: folder_data.ImageCache, folde
         raise DatasetError(f"no readable images left for class {', '.join(empty)} in {folder}")
 
 Training = ClassifyTraining
+
+
+def validate(loaded, model, data, device, batch_size, workers, say):
+    from visiontool.train.validate import validate_classifier
+
+    return validate_classifier(loaded, model, data, device, batch_size, workers, say)

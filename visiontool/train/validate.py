@@ -66,23 +66,28 @@ def validate(
     workers: int | None = None,
     offline: bool = False,
     quiet: bool = False,
-) -> ValReport:
-    import torch
+):
+    """The model's task's report (ValReport for classifiers); each task's training module
+    knows its metrics and has the `validate` that computes them."""
+    import importlib
 
     from visiontool.models.loader import load_model
-    from visiontool.train import distributed
-    from visiontool.train.classify import evaluate
+    from visiontool.train.job import MODULES
     from visiontool.train.progress import Reporter
 
     say = Reporter(quiet)
     loaded = load_model(model, weights, offline=offline, quiet=quiet)
-    if loaded.info.task != "classify":  # the task's training module knows its metrics
-        import importlib
+    task_module = importlib.import_module(MODULES[loaded.info.task])
+    return task_module.validate(loaded, model, data, device, batch_size, workers, say)
 
-        from visiontool.train.job import MODULES
 
-        task_module = importlib.import_module(MODULES[loaded.info.task])
-        return task_module.validate(loaded, model, data, device, batch_size, workers, say)
+def validate_classifier(loaded, model: str, data, device: str, batch_size: int, workers: int | None, say) -> ValReport:
+    """Top-1, top-5, per class and the confusion matrix on a labelled folder."""
+    import torch
+
+    from visiontool.train import distributed
+    from visiontool.train.classify import evaluate
+
     labels = list(loaded.info.labels)
     pp = loaded.info.preprocess
     split, classes, source, bad = _images(Path(data), model)
