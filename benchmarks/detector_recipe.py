@@ -40,7 +40,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from visiontool.boxes import letterbox  # noqa: E402
+from visiontool.preprocess import Preprocess  # noqa: E402
 from visiontool.models import griddet  # noqa: E402
 from visiontool.models.griddet_decode import decode  # noqa: E402
 from visiontool.train.box_augment import BoxAugment  # noqa: E402
@@ -86,17 +86,15 @@ def evaluate(model, images, ids, ann_file: Path, size: int, batch: int = 32, con
     from pycocotools.cocoeval import COCOeval
 
     model.eval()
-    mean = np.array(griddet.MEAN, np.float32) * 255
-    std = np.array(griddet.STD, np.float32) * 255
+    prep = Preprocess(crop=size, resize=size, mean=griddet.MEAN, std=griddet.STD, fit="letterbox")  # as `detect` runs it
     results = []
     for start in range(0, len(images), batch):
-        chunk = [letterbox(im, size, griddet.PAD_VALUE) for im in images[start:start + batch]]
-        x = np.stack([(c.astype(np.float32) - mean) / std for c, _ in chunk]).transpose(0, 3, 1, 2)
-        x = torch.from_numpy(np.ascontiguousarray(x)).contiguous(memory_format=torch.channels_last)
+        chunk = [prep.apply(Image.fromarray(im)) for im in images[start:start + batch]]
+        x = torch.from_numpy(np.stack([a for a, _ in chunk])).contiguous(memory_format=torch.channels_last)
         raw = model(x).numpy()
         for (_, geom), image_id, (boxes, scores, labels) in zip(chunk, ids[start:start + batch],
                                                                 decode(raw, conf, iou, max_det)):
-            for (x0, y0, x1, y1), s, l in zip(geom.to_image(boxes).tolist(), scores.tolist(), labels.tolist()):
+            for (x0, y0, x1, y1), s, l in zip(geom.to_original(boxes).tolist(), scores.tolist(), labels.tolist()):
                 results.append({"image_id": image_id, "category_id": l + 1, "bbox": [x0, y0, x1 - x0, y1 - y0], "score": s})
     model.train()
     with contextlib.redirect_stdout(io.StringIO()):

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torchvision
 
-from visiontool.boxes import batched_nms, box_iou, letterbox, letterbox_geometry, nms
+from visiontool.boxes import batched_nms, box_iou, nms
 from visiontool.models import griddet
 from visiontool.models.griddet_decode import decode
 from visiontool.train.box_augment import BoxAugment
@@ -142,18 +142,21 @@ def test_augmentation_is_reproducible_and_mosaic_keeps_targets():
 
 @pytest.mark.parametrize("shape", [(120, 200), (300, 100), (64, 64)])
 def test_letterbox_round_trip(shape):
+    from PIL import Image
+
+    from visiontool.preprocess import Preprocess
+
     h, w = shape
-    image = np.full((h, w, 3), 200, np.uint8)
-    canvas, g = letterbox(image, 128)
-    assert canvas.shape == (128, 128, 3)
-    assert g == letterbox_geometry(w, h, 128)
+    prep = Preprocess(crop=128, resize=128, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), fit="letterbox")
+    canvas, g = prep.apply(Image.new("RGB", (w, h), (200, 200, 200)))
+    assert canvas.shape == (3, 128, 128)
     boxes = np.array([[0, 0, w, h], [w * 0.2, h * 0.3, w * 0.5, h * 0.9]], np.float32)
-    inside = g.to_input(boxes)
-    # the whole image maps onto the non-grey part of the canvas
-    ys, xs = np.nonzero(canvas[..., 0] == 200)
+    inside = boxes * [g.scale_x, g.scale_y, g.scale_x, g.scale_y] + [g.left, g.top, g.left, g.top]
+    # the whole image maps onto the part of the canvas that is not padding
+    ys, xs = np.nonzero(np.abs(canvas[0] - 200 / 255) < 1e-3)
     assert abs(inside[0, 0] - xs.min()) <= 1 and abs(inside[0, 2] - xs.max() - 1) <= 1
     assert abs(inside[0, 1] - ys.min()) <= 1 and abs(inside[0, 3] - ys.max() - 1) <= 1
-    np.testing.assert_allclose(g.to_image(inside), boxes, atol=1e-3)
+    np.testing.assert_allclose(g.to_original(inside), boxes, atol=1e-3)
 
 
 def test_module_constants():
