@@ -1,8 +1,9 @@
 """Box geometry without torch: areas, IoU and non-maximum suppression.
 
 Everything here is numpy, so the ONNX inference path, which has no torch, decodes boxes exactly
-as training evaluation does (the letterbox itself is preprocess.py's). Boxes are float arrays (n, 4) of x1, y1, x2, y2 in pixels, with x2/y2 the far edge
-(a box covering pixel columns 0..9 is x1=0, x2=10).
+as training evaluation does (the letterbox itself is preprocess.py's). Boxes are float arrays
+(n, 4) of x1, y1, x2, y2 in pixels, with x2/y2 the far edge (a box covering pixel columns 0..9
+is x1=0, x2=10).
 """
 
 from __future__ import annotations
