@@ -247,3 +247,25 @@ def test_an_interrupted_detection_run_resumes(trained, tmp_path):
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(open(copy / "results.csv")))
     assert [r["epoch"] for r in rows] == ["1", "2", "3"] and (copy / "pr_curves.png").is_file()
+
+
+def test_coco_results_use_the_datasets_ids_and_a_failed_run_leaves_nothing(tmp_path):
+    from visiontool.tasks.detect import CocoResults
+
+    folder = tmp_path / "images" / "val"
+    folder.mkdir(parents=True)
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "annotations" / "instances_val.json").write_text(json.dumps(
+        {"images": [{"id": 42, "file_name": "a.jpg", "width": 10, "height": 10}],
+         "categories": [{"id": 7, "name": "one"}], "annotations": []}))
+    found = [{"box": [1.0, 2.0, 4.0, 8.0], "label": "one", "index": 1, "score": 0.5}]
+    results = CocoResults(tmp_path / "out.json")
+    results.add(str(folder / "a.jpg"), found)
+    results.add(str(tmp_path / "elsewhere.jpg"), found)
+    results.close(ok=True)
+    assert json.loads((tmp_path / "out.json").read_text()) == [
+        {"image_id": 42, "category_id": 7, "bbox": [1.0, 2.0, 3.0, 6.0], "score": 0.5},
+        {"image_id": 2, "category_id": 1, "bbox": [1.0, 2.0, 3.0, 6.0], "score": 0.5}]
+    failed = CocoResults(tmp_path / "failed.json")
+    failed.close(ok=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["annotations", "images", "out.json"]

@@ -215,12 +215,19 @@ class CocoResults:
     """
 
     def __init__(self, path: Path) -> None:
-        from visiontool.writers import RowWriter
-
-        self.path, self.writer, self.count = path, RowWriter(path, lambda r: r), 0
+        self.path, self.writer, self.count = path, None, 0
         self._datasets: dict[Path, tuple[dict, dict] | None] = {}
 
+    def _open(self):
+        # Opened with the first image, so a run that fails before it leaves no temporary file.
+        from visiontool.writers import RowWriter
+
+        if self.writer is None:
+            self.writer = RowWriter(self.path, lambda r: r)
+        return self.writer
+
     def add(self, path: str, detections: list[dict]) -> None:
+        self._open()
         self.count += 1
         image_id, categories = self._ids(Path(path))
         for d in detections:
@@ -234,7 +241,8 @@ class CocoResults:
             self.writer.write(result)
 
     def close(self, ok: bool) -> None:
-        self.writer.close(ok)
+        if ok or self.writer is not None:
+            self._open().close(ok)
 
     def _ids(self, path: Path) -> tuple[int | None, dict]:
         for folder in (path.parent, path.parent.parent, path.parent.parent.parent):
