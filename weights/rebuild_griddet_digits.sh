@@ -19,7 +19,7 @@ train: images/heldout
 val: images/heldout
 names: ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']
 YAML
-visiontool train --task detect "$work/scenes/data.yaml" --epochs 20 --image-size 480 --no-flip \
+visiontool train --task detect "$work/scenes/data.yaml" --epochs 30 --image-size 480 --no-flip \
     --seed 0 --output "$work/run" --quiet
 cp "$work/run/best.safetensors" weights/griddet-digits.safetensors
 visiontool val weights/griddet-digits.safetensors "$work/scenes/heldout.yaml" --json > "$work/heldout.json"
