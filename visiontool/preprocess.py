@@ -62,6 +62,10 @@ class Preprocess:
     interpolation: str = "bilinear"
     fit: str = "crop"  # crop | letterbox | none (see the module docstring)
 
+    def __post_init__(self) -> None:
+        if self.fit not in FITS:  # metadata from a file handed over: say what is wrong, once
+            raise ValueError(f"preprocessing fit {self.fit!r} is not one of {', '.join(FITS)}")
+
     @property
     def mode(self) -> str:
         """The PIL mode images are decoded to."""
