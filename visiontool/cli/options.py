@@ -49,6 +49,7 @@ Model = Annotated[
 Weights = Annotated[
     Optional[str],
     typer.Option(
+        "--weights",
         metavar="WEIGHTS",
         show_default=False,
         help="For torchvision names: DEFAULT, a weights name (IMAGENET1K_V2), none "
@@ -56,7 +57,7 @@ Weights = Annotated[
     ),
 ]
 Device = Annotated[
-    str, typer.Option(metavar="DEVICE", help="auto, cpu, cuda or cuda:N (auto: cuda when there is one).")
+    str, typer.Option("--device", metavar="DEVICE", help="auto, cpu, cuda or cuda:N (auto: cuda when there is one).")
 ]
 BatchSize = Annotated[
     Optional[int],
