@@ -103,3 +103,17 @@ def test_pr_plot_is_written_atomically(tmp_path):
     plot_pr_curves(path, m, ["a", "b", "c"])
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in path.parent.iterdir()) == ["pr_curve.png"]
+
+
+def test_best_f1_operating_point_from_cocoevals_matching():
+    # Sorted by score: a hit (P 1, R 1/2), a miss (P 1/2, R 1/2), a hit (P 2/3, R 1): the best
+    # F1 (0.8) keeps all three, so the threshold is the lowest score.
+    truth = [_truth((BOX, 0)), _truth((OTHER, 0))]
+    preds = [_preds((BOX, 0.9, 0), (OTHER, 0.8, 0)), _preds((OTHER, 0.3, 0))]
+    m = evaluate(truth, preds, ["a"])
+    assert (m.conf, m.precision_at_conf, m.recall_at_conf) == (pytest.approx(0.3), pytest.approx(2 / 3), pytest.approx(1.0))
+    assert "--conf 0.300 gives precision 0.667, recall 1.000" in m.table()
+    # A wrong class is a miss: the best F1 is then the single hit alone.
+    m = evaluate(truth, [_preds((BOX, 0.9, 0)), _preds((OTHER, 0.95, 1))], ["a", "b"])
+    assert (m.conf, m.precision_at_conf, m.recall_at_conf) == (pytest.approx(0.9), pytest.approx(0.5), pytest.approx(0.5))
+    assert math.isnan(evaluate(truth, [_preds(), _preds()], ["a"]).conf)

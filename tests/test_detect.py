@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+import visiontool
 from visiontool import pipeline
 from visiontool.cli.app import app
 from visiontool.errors import UsageError
@@ -198,6 +199,15 @@ def test_val_reports_cocoeval_of_the_best_epoch(trained):
     assert report["images"] == 8 and abs(report["map"] - best) < 1e-6
     assert {c["label"] for c in report["per_class"]} <= {str(d) for d in range(10)}
     assert len(report["cocoeval"]) == 12
+    # The checkpoint records its epoch's best-F1 threshold, which detect then uses by default.
+    from visiontool import checkpoint
+
+    conf = checkpoint.read_meta(run / "best.safetensors")["conf"]
+    assert conf == pytest.approx(report["best_f1"]["conf"], abs=1e-4) and 0 < conf < 1
+    images = sorted(str(p) for p in (data / "images" / "val").iterdir())
+    default = list(visiontool.detect(images, model=str(run / "best.safetensors")))
+    explicit = list(visiontool.detect(images, model=str(run / "best.safetensors"), conf=conf))
+    assert default == explicit and all(d["score"] >= conf for r in default for d in r["detections"])
 
 
 def test_coco_layout_trains_too(tmp_path, digit_scenes):

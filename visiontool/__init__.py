@@ -22,9 +22,10 @@ def classify(sources, model: str = "resnet50", top_k: int = 5, **options):
     return Inference(Classify(top_k), sources, model, **options).rows()
 
 
-def detect(sources, model: str = "griddet-digits", conf: float = 0.25, iou: float = 0.5,
+def detect(sources, model: str = "griddet-digits", conf: float | None = None, iou: float = 0.5,
            classes=None, max_det: int = 100, save_dir=None, save_crops: bool = False, **options):
-    """Boxes per image in original pixels; `options` are those of `visiontool.infer.Inference`."""
+    """Boxes per image in original pixels; `options` are those of `visiontool.infer.Inference`.
+    conf None: the model's own threshold (see tasks.detect.Detect)."""
     from visiontool.infer import Inference
     from visiontool.tasks.detect import Detect
 

@@ -20,7 +20,7 @@ def detect(
     sources: opt.Sources,
     model: opt.Model = None,
     weights: opt.Weights = None,
-    conf: Annotated[float, typer.Option(min=0.0, max=1.0, metavar="SCORE", help="Keep detections scoring at least this.")] = 0.25,
+    conf: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, metavar="SCORE", show_default=False, help="Keep detections scoring at least this (default: the threshold with the best F1 on the model's validation set, recorded by `train`; else 0.25).")] = None,
     iou: Annotated[float, typer.Option("--iou", min=0.0, max=1.0, metavar="IOU", help="Overlap above which non-maximum suppression drops the weaker box.")] = 0.5,
     classes: Annotated[Optional[List[str]], typer.Option(metavar="NAMES", help="Only these classes: names or indices, comma-separated or repeated.")] = None,
     max_det: Annotated[int, typer.Option(min=1, metavar="N", help="At most this many detections per image.")] = 100,

@@ -27,8 +27,9 @@ def decode(raw: np.ndarray, conf: float = 0.25, iou: float = 0.6,
     """raw (N, 4 + C, H/8, W/8) -> per image (boxes (k, 4) float32 xyxy in input pixels,
     scores (k,) float32, labels (k,) int64), best score first, k <= max_det.
 
-    A cell may propose several classes (each score above `conf` is a candidate); NMS is
-    class-aware, so a box only suppresses boxes of its own class."""
+    A cell proposes its best class only: with every class above `conf` a candidate, one digit
+    came out twice, as "1" and as a weaker "7", and held-out mAP@0.5 gained only 0.006.
+    NMS is class-aware, so a box only suppresses boxes of its own class."""
     raw = np.asarray(raw, dtype=np.float32)
     n, ch, h, w = raw.shape
     ys, xs = np.meshgrid(np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32), indexing="ij")
@@ -40,7 +41,9 @@ def decode(raw: np.ndarray, conf: float = 0.25, iou: float = 0.6,
     for i in range(n):
         flat = raw[i].reshape(ch, h * w)
         logits = flat[4:]
-        cls, cell = np.nonzero(logits > thr)
+        best = logits.argmax(axis=0)
+        cell = np.flatnonzero(logits[best, np.arange(h * w)] > thr)
+        cls = best[cell]
         scores = _sigmoid(logits[cls, cell])
         if scores.size > PRE_NMS_TOPK:
             top = np.argpartition(-scores, PRE_NMS_TOPK - 1)[:PRE_NMS_TOPK]

@@ -112,9 +112,15 @@ def _from_checkpoint(path: Path, num_classes: int | None, name: str) -> LoadedMo
         labels=labels,
         preprocess=Preprocess.from_dict(meta["preprocess"]),
         weights_source=str(path),
-        extra={"name": name, "num_classes": outputs, "arch_kwargs": kwargs},
+        extra={"name": name, "num_classes": outputs, "arch_kwargs": kwargs, **_measured_conf(meta)},
     )
     return LoadedModel(registry.for_inference(arch, module).eval(), info)
+
+
+def _measured_conf(meta: dict) -> dict:
+    """A detector's best-F1 score threshold on its validation set, when training recorded one."""
+    conf = meta.get("conf")
+    return {"conf": float(conf)} if isinstance(conf, (int, float)) and 0.0 < conf < 1.0 else {}
 
 
 def _random_init(spec: registry.ModelSpec, num_classes: int | None) -> LoadedModel:

@@ -34,6 +34,11 @@ class DetectionMetrics:
     recall: np.ndarray = field(repr=False)  # (101,) the recall grid of the curves
     precision: np.ndarray = field(repr=False)  # (K, 101) interpolated precision at IoU 0.5; nan without ground truth
     summary: str = field(default="", repr=False)  # COCOeval.summarize()'s own text
+    # The score threshold with the best F1 at IoU 0.5 over all detections, and its precision and
+    # recall: what `detect --conf` should be for this model (nan without detections or truth).
+    conf: float = float("nan")
+    precision_at_conf: float = float("nan")
+    recall_at_conf: float = float("nan")
 
     def table(self) -> str:
         """COCOeval's summary, then one line per class."""
@@ -46,6 +51,9 @@ class DetectionMetrics:
                 lines.append(f"{name:<{width}}  {row['instances']:>9d}  {row['ap50']:>6.3f}  {row['ap']:>7.3f}")
         lines.append(f"{'all':<{width}}  {sum(r['instances'] for r in self.per_class.values()):>9d}  "
                      f"{self.map50:>6.3f}  {self.map:>7.3f}")
+        if not math.isnan(self.conf):
+            lines += ["", f"best F1 at IoU 0.5: --conf {self.conf:.3f} gives precision {self.precision_at_conf:.3f}, "
+                          f"recall {self.recall_at_conf:.3f}"]
         return "\n".join(lines)
 
 
@@ -153,12 +161,37 @@ def evaluate(
             "instances": int(instances[k]),
         }
     stats = [float(s) for s in coco_eval.stats]
+    conf, p_at, r_at = operating_point(coco_eval)
     return DetectionMetrics(
         map50=_as_stat(stats[1]), map=_as_stat(stats[0]), map75=_as_stat(stats[2]),
         per_class=per_class, stats=stats,
         recall=np.asarray(coco_eval.params.recThrs, dtype=np.float64), precision=curves,
-        summary=summary.getvalue(),
+        summary=summary.getvalue(), conf=conf, precision_at_conf=p_at, recall_at_conf=r_at,
     )
+
+
+def operating_point(coco_eval) -> tuple[float, float, float]:
+    """(score threshold, precision, recall) with the best F1 at IoU 0.5, from COCOeval's own
+    matching (area "all", 100 detections per image), pooled over classes; nan when undefined."""
+    every_area = coco_eval.params.areaRng[0]
+    scores, hits, truths = [], [], 0
+    for e in coco_eval.evalImgs:
+        if e is None or e["aRng"] != every_area:
+            continue
+        counted = ~np.asarray(e["dtIgnore"][0], dtype=bool)  # IoU 0.5 is the first threshold
+        scores.append(np.asarray(e["dtScores"], dtype=np.float64)[counted])
+        hits.append(np.asarray(e["dtMatches"][0])[counted] > 0)
+        truths += int((~np.asarray(e["gtIgnore"], dtype=bool)).sum())
+    if not scores or truths == 0 or not sum(len(s) for s in scores):
+        return float("nan"), float("nan"), float("nan")
+    scores, hits = np.concatenate(scores), np.concatenate(hits)
+    order = np.argsort(-scores, kind="stable")
+    scores, tp = scores[order], np.cumsum(hits[order])
+    precision, recall = tp / np.arange(1, len(tp) + 1), tp / truths
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    last_of_score = np.r_[scores[1:] != scores[:-1], True]  # a threshold keeps every tie
+    best = int(np.flatnonzero(last_of_score)[np.argmax(f1[last_of_score])])
+    return float(scores[best]), float(precision[best]), float(recall[best])
 
 
 def to_coco_results(preds: Sequence[tuple], image_ids: Sequence[int], category_ids: Sequence[int]) -> list[dict]:

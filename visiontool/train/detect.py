@@ -8,6 +8,7 @@ COCOeval against the dataset's boxes. The best epoch is the one with the best mA
 
 from __future__ import annotations
 
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
@@ -46,6 +47,7 @@ class DetectTraining(TaskTraining):
     # Short CPU runs need steps more than big batches: 16 gave the benchmark's figures.
     default_batch_size = 16
     default_model = DEFAULT_MODEL
+    conf = float("nan")  # the last evaluation's best-F1 score threshold
 
     def __init__(self, cfg, dist, device, say) -> None:
         from visiontool.models import griddet, registry
@@ -140,7 +142,12 @@ class DetectTraining(TaskTraining):
         best = {"map50": metrics.map50, "map": metrics.map, "map75": metrics.map75, "per_class": metrics.per_class,
                 "recall": metrics.recall.tolist(), "precision": metrics.precision.tolist(),
                 "preds": [[b.tolist(), s.tolist(), lab.tolist()] for b, s, lab in preds[:SHOWN_VAL_IMAGES]]}
+        self.conf = metrics.conf  # meta() records it with the checkpoint of this epoch
         return {"val_map50": _finite(metrics.map50), "val_map": _finite(metrics.map)}, best
+
+    def meta(self):
+        # detect's default --conf for this checkpoint (tasks/detect.py)
+        return {**super().meta(), **({"conf": round(self.conf, 4)} if math.isfinite(self.conf) else {})}
 
     def epoch_line(self, row):
         return (f"train loss {row['train_loss']:.4f} (box {row['train_box']:.3f}, cls {row['train_cls']:.3f})  "
@@ -268,6 +275,8 @@ class DetectionReport:
                 "skipped": len(self.skipped), "map50": _finite(m.map50), "map": _finite(m.map), "map75": _finite(m.map75),
                 "per_class": [{"label": k, **{n: _finite(x) if isinstance(x, float) else x for n, x in v.items()}}
                               for k, v in m.per_class.items() if v["instances"]],
+                "best_f1": {"conf": _finite(m.conf), "precision": _finite(m.precision_at_conf),
+                            "recall": _finite(m.recall_at_conf)},
                 "cocoeval": dict(zip(STAT_NAMES, m.stats))}
 
     def show(self) -> None:

@@ -171,7 +171,7 @@ def _fit(cfg, dist, device, resume_dir, on_epoch_end, resume_command) -> TrainRe
     else:
         say.line(f"resuming {run_dir} after epoch {state.epoch}")
 
-    meta = {**job.meta(), "train": {"command": cfg.command, "options": cfg.to_dict(), "processes": dist.world}}
+    run_meta = {"command": cfg.command, "options": cfg.to_dict(), "processes": dist.world}
     autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if use_amp else nullcontext
 
     # --- the loop
@@ -222,6 +222,8 @@ def _fit(cfg, dist, device, resume_dir, on_epoch_end, resume_command) -> TrainRe
             state.epoch = epoch + 1
             state.rows.append(row)
             if dist.is_main:
+                # job.meta() after evaluate: a task may record what this epoch measured
+                meta = {**job.meta(), "train": run_meta}
                 rundir.save_epoch(run_dir, module, optimizer, scheduler, scaler, state, meta, row, improved,
                                   ("epoch", *job.columns, "lr", "seconds"))
             say.line(f"epoch {row['epoch']}/{cfg.epochs}  {job.epoch_line(row)}  lr {row['lr']:.2e}  "
