@@ -62,3 +62,27 @@ def test_a_shipped_model_is_fine_tuned_with_a_new_head(data, tmp_path):
 def test_train_help_says_that_a_checkpoint_is_fine_tuned():
     text = " ".join(runner.invoke(app, ["train", "--help"]).stdout.split())
     assert "fine-tunes a checkpoint or a shipped model" in text
+
+
+def test_the_shipped_detector_is_fine_tuned(tmp_path, digit_scenes):
+    data = tmp_path / "scenes"
+    digit_scenes.write_dataset(data, {"train": 4, "val": 2}, size=96, seed=5)
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--task", "detect", str(data), "--model", "griddet-digits", "--epochs", "1",
+                                 "--image-size", "96", "--batch-size", "4", "--lr", "1e-12", "--weight-decay", "0",
+                                 "--output", str(run)])
+    assert result.exit_code == 0, result.output
+    assert "fine-tuning from griddet-digits, head included (10 classes)" in result.stderr.splitlines()
+    shipped = checkpoint.load(registry.get_spec("griddet-digits").shipped_file)[0]
+    tuned = checkpoint.load(run / "best.safetensors")[0]
+    _same_weights(shipped, tuned, _learned(shipped))
+
+    # A detection checkpoint of its own, and a file that is none
+    start = run / "best.safetensors"
+    again = runner.invoke(app, ["train", "--task", "detect", str(data), "--model", str(start), "--epochs", "1",
+                                "--image-size", "96", "--batch-size", "4", "--output", str(tmp_path / "again")])
+    assert again.exit_code == 0, again.output
+    assert f"fine-tuning from {start}, head included (10 classes)" in again.stderr.splitlines()
+    (tmp_path / "notes.txt").write_text("not a model")
+    wrong = runner.invoke(app, ["train", "--task", "detect", str(data), "--model", str(tmp_path / "notes.txt")])
+    assert wrong.exit_code == 2 and "is a text file, not a model" in wrong.stderr

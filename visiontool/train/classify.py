@@ -21,7 +21,7 @@ from visiontool.train import data as folder_data
 from visiontool.train import distributed, report
 from visiontool.train.augment import Augmenter, sample_params
 from visiontool.train.config import resolved_workers
-from visiontool.train.job import Normalize, TaskTraining, check_input_size
+from visiontool.train.job import Normalize, TaskTraining, check_input_size, fine_tune_line, weights_to_start_from
 from visiontool.train.metrics import Accumulator, Summary
 
 
@@ -150,14 +150,10 @@ def evaluate(
 def make_model(cfg, num_classes: int) -> tuple[nn.Module, str, dict, Preprocess, str]:
     """(module, arch, arch_kwargs, the weights' or architecture's preprocessing, and a line
     saying which weights training starts from: "" for a new network)."""
-    from visiontool import checkpoint
     from visiontool.models import registry
 
-    is_file = Path(cfg.model).suffix.lower() in (".safetensors", ".pth", ".pt") or Path(cfg.model).is_file()
-    spec = None if is_file else registry.get_spec(cfg.model)
-    # A checkpoint or a shipped model is fine-tuned; an architecture is trained from scratch,
-    # or from its ImageNet weights with --pretrained.
-    if cfg.pretrained or spec is None or spec.shipped_file is not None:
+    spec, fine_tune = weights_to_start_from(cfg.model)
+    if cfg.pretrained or fine_tune:
         from visiontool.models.loader import load_model
 
         if spec is not None and spec.default_weights is None and spec.shipped_file is None:
@@ -169,11 +165,7 @@ def make_model(cfg, num_classes: int) -> tuple[nn.Module, str, dict, Preprocess,
         info = loaded.info
         if info.task != registry.TASK_CLASSIFY:
             raise UsageError(f"{cfg.model} is a {info.task} model; train it with --task {info.task}")
-        before = spec.num_classes if spec is not None else int((checkpoint.read_meta(cfg.model) or {})["num_classes"])
-        source = spec.name if spec is not None and spec.shipped_file is not None else info.weights_source
-        head = f"head included ({num_classes} classes)" if before == num_classes else \
-            f"with a new head for {num_classes} classes"
-        start = f"fine-tuning from {source}, {head}"
+        start = fine_tune_line(cfg.model, num_classes) if fine_tune else ""
         return loaded.module, info.arch, dict(info.extra.get("arch_kwargs") or {}), info.preprocess, start
     if spec.task != registry.TASK_CLASSIFY:
         raise UsageError(f"{spec.name} is a {spec.task} model; train it with --task {spec.task}")
