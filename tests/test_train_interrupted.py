@@ -61,7 +61,8 @@ def test_a_run_stopped_before_its_first_epoch_ended_can_be_rerun(data, tmp_path,
     # Now it holds a run: a rerun is sent to --resume, and --resume takes it.
     result = runner.invoke(app, _args(data, run))
     assert result.exit_code == 2
-    assert result.stderr.strip() == f"error: run folder {run} holds a run: continue it with --resume {run}, or pick another --output"
+    assert result.stderr.strip() == (f"error: run folder {run} holds a run: continue it with --resume {run}, "
+                                     "or pick another --output")
     result = runner.invoke(app, ["train", "--resume", str(run), "--epochs", "2", "-q"])
     assert result.exit_code == 0, result.output
 

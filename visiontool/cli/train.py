@@ -2,10 +2,10 @@
 
 DATA holds train/<class>/<image> and, optionally, val/<class>/<image> (or valid/, validation/),
 or is itself a folder of class folders; without a val folder, --val-fraction of each class is
-held out (seeded). The run folder gets
-command.txt, config.json, results.csv, best.safetensors and last.safetensors (use them as
-`classify --model`), state.pt (for --resume), curves.png and confusion.png; its path is printed
-on stdout when the run ends. --model given a checkpoint or a shipped model fine-tunes it.
+held out (seeded). The run folder gets command.txt, config.json, results.csv, best.safetensors
+and last.safetensors (use them as `classify --model`), state.pt (for --resume), curves.png and
+confusion.png; its path is printed on stdout when the run ends. --model given a checkpoint or a
+shipped model fine-tunes it.
 """
 
 from __future__ import annotations

@@ -65,7 +65,8 @@ def resume(
     the original command line is accepted as it was. Those in RESUME_OVERRIDES may change;
     any other is refused only when its value differs from the run's."""
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file() or not ((run_dir / STATE_FILE).is_file() or rundir.finished_no_epoch(run_dir)):
+    recorded_run = (run_dir / "config.json").is_file()  # a run stopped before its first epoch has no state.pt
+    if not recorded_run or not ((run_dir / STATE_FILE).is_file() or rundir.finished_no_epoch(run_dir)):
         raise UsageError(f"nothing to resume in {run_dir}: no {STATE_FILE} and config.json from `visiontool train`")
     recorded = TrainConfig.load(run_dir / "config.json")
     changes, refused = {}, []
