@@ -183,7 +183,7 @@ def test_default_run_folder_is_numbered(tmp_path, monkeypatch):
     assert train(cfg).run_dir == Path("runs/train/lenet5-1")
     assert train(cfg).run_dir == Path("runs/train/lenet5-2")
     result = invoke("train", str(data), "--model", "lenet5", "--out", "runs/train/lenet5-1")
-    assert result.exit_code == 2 and "resume it with --resume runs/train/lenet5-1" in result.stderr
+    assert result.exit_code == 2 and "continue it with --resume runs/train/lenet5-1" in result.stderr
 
 
 def test_help_documents_the_global_batch_and_defaults():

@@ -24,8 +24,10 @@ def _error(root: Path) -> str:
 def test_missing_and_badly_laid_out_folders(tmp_path):
     assert _error(tmp_path / "nope") == f"dataset folder not found: {tmp_path / 'nope'}"
     (tmp_path / "d" / "cats").mkdir(parents=True)
-    assert _error(tmp_path / "d") == (
-        f"no train/ folder in {tmp_path / 'd'} (expected {tmp_path / 'd'}/train/<class>/<image>)"
+    assert _error(tmp_path / "d") == f"no images found in {tmp_path / 'd'}"  # a folder of class folders
+    (tmp_path / "f" / "val").mkdir(parents=True)
+    assert _error(tmp_path / "f") == (
+        f"no train/ folder in {tmp_path / 'f'} next to val/ (expected {tmp_path / 'f'}/train/<class>/<image>)"
     )
     train = tmp_path / "e" / "train"
     train.mkdir(parents=True)

@@ -74,7 +74,7 @@ def tiny_weights_file(folder: Path) -> tuple[Path, dict]:
     return named, state
 
 
-def test_download_lands_in_torch_cache_announced_and_hash_checked(dirs, server, monkeypatch, capfd):
+def test_download_lands_in_user_weights_dir_announced_and_hash_checked(dirs, server, monkeypatch, capfd):
     root, base = server
     served, state = tiny_weights_file(root)
     official = weights.OFFICIAL_BASE_URL + served.name
@@ -82,9 +82,9 @@ def test_download_lands_in_torch_cache_announced_and_hash_checked(dirs, server, 
 
     path = weights.resolve("resnet18", "DEFAULT", offline=False, quiet=True)
 
-    assert path == dirs["hub"] / served.name
+    assert path == dirs["user"] / served.name
     assert path.read_bytes() == served.read_bytes()
-    assert os.listdir(dirs["hub"]) == [served.name]  # no temp file left behind
+    assert os.listdir(dirs["user"]) == [served.name]  # no temp file left behind
     out, err = capfd.readouterr()
     assert f"downloading {base}{served.name} -> {path}" in err  # announced even with quiet
     assert out == ""
@@ -108,7 +108,7 @@ def test_corrupted_download_is_rejected_and_nothing_is_left(dirs, server, capfd)
     message = str(info.value)
     actual = hashlib.sha256(b"not the real weights" * 100).hexdigest()
     assert "f37072fd" in message and actual in message and "\n" not in message
-    assert not dirs["hub"].exists() or os.listdir(dirs["hub"]) == []
+    assert not dirs["user"].exists() or os.listdir(dirs["user"]) == []
     assert "downloading" in capfd.readouterr().err
 
 
@@ -125,7 +125,7 @@ def test_offline_and_missing_names_file_url_and_folder(dirs, monkeypatch, how):
     assert "\n" not in message
     assert "resnet18-f37072fd.pth" in message
     assert RESNET18_URL in message
-    assert str(dirs["user"]) in message
+    assert message.endswith(f"put it in {dirs['user']}")  # where a download would have put it
 
 
 def test_file_in_user_weights_dir_is_used_without_network(dirs, monkeypatch):
@@ -155,8 +155,8 @@ def test_unreachable_server_names_url_and_folder(dirs, monkeypatch):
         weights.resolve("resnet18", "IMAGENET1K_V1", offline=False, quiet=True)
     message = str(info.value)
     assert "http://127.0.0.1:9/resnet18-f37072fd.pth" in message
-    assert str(dirs["user"]) in message
-    assert not dirs["hub"].exists() or os.listdir(dirs["hub"]) == []
+    assert message.endswith(f"put it in {dirs['user']}")
+    assert not dirs["user"].exists() or os.listdir(dirs["user"]) == []
 
 
 def test_missing_on_server_is_a_weights_error(dirs, server):
@@ -242,3 +242,30 @@ def test_not_a_weights_file_is_one_line(tmp_path):
 def test_import_does_not_load_torch():
     code = "import sys, visiontool.weights; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_weights_pull_and_path_name_one_folder(dirs, server, monkeypatch):
+    from typer.testing import CliRunner
+
+    from visiontool.cli.app import app
+
+    runner = CliRunner()
+    root, _ = server
+    served, _ = tiny_weights_file(root)
+    monkeypatch.setattr(weights, "weights_url", lambda arch, name: weights.OFFICIAL_BASE_URL + served.name)
+
+    # Absent: `path` says so without blaming the network, and names the folder `pull` fills.
+    result = runner.invoke(app, ["weights", "path", "resnet18"])
+    assert result.exit_code == 1
+    message = result.stderr.strip()
+    assert "network" not in message and "offline" not in message.lower()
+    assert message == (f"error: {served.name} (resnet18 IMAGENET1K_V1) is not on disk: `visiontool weights pull "
+                       f"resnet18.IMAGENET1K_V1` downloads it into {dirs['user']}, or download "
+                       f"{server[1]}{served.name} and put it there")
+
+    result = runner.invoke(app, ["weights", "pull", "resnet18", "-q"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{dirs['user'] / served.name}\n"
+    forbid_network(monkeypatch)
+    result = runner.invoke(app, ["weights", "path", "resnet18"])
+    assert result.exit_code == 0 and result.stdout == f"{dirs['user'] / served.name}\n"

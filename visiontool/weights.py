@@ -3,8 +3,10 @@
 Official torchvision weights are looked up, in order, in the project's shipped weights folder,
 the user weights folder ($VISIONTOOL_WEIGHTS_DIR, default ~/.cache/visiontool/weights) and
 torchvision's own cache (torch.hub.get_dir()/checkpoints). Only when all miss, and the network
-is allowed, is the official file downloaded into torchvision's cache: announced, sha256-checked
-against the hash prefix in its file name, written to a temp file and renamed.
+is allowed, is the official file downloaded into the user weights folder: announced,
+sha256-checked against the hash prefix in its file name, written to a temp file and renamed.
+Every message about a missing file names that same folder, so a file fetched by hand goes
+where a download would have put it.
 
 Loading a file never unpickles arbitrary objects: safetensors, or torch.load(weights_only=True).
 
@@ -129,32 +131,33 @@ def is_present(arch: str, name: str) -> bool:
     return find_local(file_name_of(weights_url(arch, name))) is not None
 
 
-def resolve(arch: str, weights_name: str, offline: bool = False, quiet: bool = False) -> Path:
-    """A local file holding torchvision weights `weights_name` of `arch`, downloading if allowed."""
+def resolve(arch: str, weights_name: str, offline: bool = False, quiet: bool = False, fetch: bool = True) -> Path:
+    """A local file holding torchvision weights `weights_name` of `arch`, downloading if allowed;
+    `fetch=False` only looks (and the error says how to get the file)."""
     url = weights_url(arch, weights_name)
     file_name = file_name_of(url)
     found = find_local(file_name)
     if found is not None:
         return found
     fetch_url = download_url(url)
-    folders = [user_weights_dir(), hub_checkpoints_dir()]
+    folder = user_weights_dir()
+    missing = f"{file_name} ({arch} {weights_name}) is not on disk"
+    if not fetch:
+        raise WeightsError(f"{missing}: `visiontool weights pull {arch}.{weights_name}` downloads it into "
+                           f"{folder}, or download {fetch_url} and put it there")
     if is_offline(offline):
-        where = " or ".join(str(f) for f in folders)
-        raise WeightsError(
-            f"{file_name} ({arch} {weights_name}) is not on disk and the network is off "
-            f"(--offline / {ENV_OFFLINE}): download {fetch_url} and put it in {where}"
-        )
-    return download(fetch_url, hub_checkpoints_dir() / file_name, quiet=quiet, manual_dir=folders[0])
+        raise WeightsError(f"{missing} and the network is off (--offline / {ENV_OFFLINE}): "
+                           f"download {fetch_url} and put it in {folder}")
+    return download(fetch_url, folder / file_name, quiet=quiet)
 
 
-def download(url: str, dest: Path, quiet: bool = False, manual_dir: Path | None = None) -> Path:
+def download(url: str, dest: Path, quiet: bool = False) -> Path:
     """Fetch `url` to `dest`, checking the sha256 prefix embedded in `dest`'s name."""
     expected = expected_hash_prefix(dest.name)
     if expected is None:
         raise WeightsError(f"cannot verify {dest.name}: its name carries no sha256 prefix")
     # Never silent, even with --quiet: the user must know the network was used and where to.
     print(f"downloading {url} -> {dest}", file=sys.stderr, flush=True)
-    manual = manual_dir or dest.parent
     try:
         with atomic_write(dest) as tmp:
             actual = _fetch(url, tmp, quiet)
@@ -167,7 +170,7 @@ def download(url: str, dest: Path, quiet: bool = False, manual_dir: Path | None 
         is_http = isinstance(err, urllib.error.HTTPError)
         reason = err if is_http else getattr(err, "reason", None) or err
         raise WeightsError(
-            f"could not download {url} ({one_line(reason)}); fetch it yourself and put it in {manual}"
+            f"could not download {url} ({one_line(reason)}); fetch it yourself and put it in {dest.parent}"
         ) from None
     except OSError as err:  # the destination folder, not the network
         raise WeightsError(f"cannot write {dest}: {err.strerror or err}") from None

@@ -42,7 +42,8 @@ Model = Annotated[
         metavar="MODEL",
         show_default=False,
         help="A registry name (see `visiontool models`), a checkpoint written by `train`, an "
-        "architecture with --weights FILE, or an .onnx file; train takes an architecture. "
+        "architecture with --weights FILE, or an .onnx file; train takes an architecture, or "
+        "fine-tunes a checkpoint or a shipped model. "
         f"Default: {_listing(MODEL)}; train: griddet for --task detect, else required.",
     ),
 ]

@@ -1,10 +1,11 @@
 """`visiontool train`: fit a classifier on a folder dataset, or a detector on a YOLO or COCO dataset.
 
-DATA holds train/<class>/<image> and, optionally, val/<class>/<image> (or valid/, validation/);
-without a val folder, --val-fraction of each class is held out (seeded). The run folder gets
-command.txt, config.json, results.csv, best.safetensors and last.safetensors (use them as
-`classify --model`), state.pt (for --resume), curves.png and confusion.png; its path is printed
-on stdout when the run ends.
+DATA holds train/<class>/<image> and, optionally, val/<class>/<image> (or valid/, validation/),
+or is itself a folder of class folders; without a val folder, --val-fraction of each class is
+held out (seeded). The run folder gets command.txt, config.json, results.csv, best.safetensors
+and last.safetensors (use them as `classify --model`), state.pt (for --resume), curves.png and
+confusion.png; its path is printed on stdout when the run ends. --model given a checkpoint or a
+shipped model fine-tunes it.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def _lr_defaults() -> str:
 
 def train(
     ctx: typer.Context,
-    data: Annotated[Optional[Path], typer.Argument(metavar="DATA", help="Dataset folder: train/<class>/<image> (and optionally val/) for classify; a YOLO (data.yaml) or COCO (instances_*.json) dataset for detect. Required, except with --resume.", show_default=False)] = None,
+    data: Annotated[Optional[Path], typer.Argument(metavar="DATA", help="Dataset folder: train/<class>/<image> and optionally val/, or <class>/<image>, for classify; a YOLO (data.yaml) or COCO (instances_*.json) dataset for detect. Required, except with --resume.", show_default=False)] = None,
     task: opt.Task = None,
     model: opt.Model = None,
     pretrained: Annotated[bool, typer.Option("--pretrained", help="Start from the architecture's ImageNet weights (fetched like `weights pull`); the classifier head is replaced for your classes.")] = _D.pretrained,

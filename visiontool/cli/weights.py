@@ -92,4 +92,4 @@ def path(name: Name) -> None:
     if weights_name is None:
         typer.echo(str(spec.shipped_file))
         return
-    typer.echo(str(weights.resolve(spec.arch, weights_name, offline=True, quiet=True)))
+    typer.echo(str(weights.resolve(spec.arch, weights_name, fetch=False)))

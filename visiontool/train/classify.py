@@ -21,7 +21,7 @@ from visiontool.train import data as folder_data
 from visiontool.train import distributed, report
 from visiontool.train.augment import Augmenter, sample_params
 from visiontool.train.config import resolved_workers
-from visiontool.train.job import Normalize, TaskTraining, check_input_size
+from visiontool.train.job import Normalize, TaskTraining, check_input_size, fine_tune_line, weights_to_start_from
 from visiontool.train.metrics import Accumulator, Summary
 
 
@@ -39,7 +39,9 @@ class ClassifyTraining(TaskTraining):
         dataset = folder_data.scan_dataset(cfg.data, cfg.val_fraction, cfg.seed)
         self.labels = dataset.classes
         torch.manual_seed(cfg.seed)  # weights init: identical on every rank and every rerun
-        module, self.arch, self.arch_kwargs, base_pp = make_model(cfg, len(self.labels))
+        module, self.arch, self.arch_kwargs, base_pp, start = make_model(cfg, len(self.labels))
+        if start:
+            say.line(start)
         self.preprocess = eval_pp = eval_preprocess(base_pp, cfg.image_size, keep_margin=cfg.pretrained)
         train_pp = eval_pp if cfg.augment == "none" else folder_data.train_cache_preprocess(eval_pp)
         total = len(dataset.train.files) + len(dataset.val.files)
@@ -145,30 +147,30 @@ def evaluate(
     return acc.summary(labels)
 
 
-def make_model(cfg, num_classes: int) -> tuple[nn.Module, str, dict, Preprocess]:
-    """(module, arch, arch_kwargs, the weights' or architecture's preprocessing)."""
+def make_model(cfg, num_classes: int) -> tuple[nn.Module, str, dict, Preprocess, str]:
+    """(module, arch, arch_kwargs, the weights' or architecture's preprocessing, and a line
+    saying which weights training starts from: "" for a new network)."""
     from visiontool.models import registry
 
-    is_file = Path(cfg.model).suffix.lower() in (".safetensors", ".pth", ".pt") or Path(cfg.model).is_file()
-    if cfg.pretrained or is_file:
+    spec, fine_tune = weights_to_start_from(cfg.model)
+    if cfg.pretrained or fine_tune:
         from visiontool.models.loader import load_model
 
-        if not is_file:
-            spec = registry.get_spec(cfg.model)
-            if spec.default_weights is None and spec.shipped_file is None:
-                raise UsageError(f"{spec.name} has no pretrained weights: drop --pretrained to train it from scratch")
+        if spec is not None and spec.default_weights is None and spec.shipped_file is None:
+            raise UsageError(f"{spec.name} has no pretrained weights: drop --pretrained to train it from scratch")
         # Everything but the classifier head comes from the weights; the head is new and sized
-        # for the dataset's classes (the loader finds it by what changes with num_classes).
+        # for the dataset's classes (the loader finds it by what changes with num_classes),
+        # unless the weights have as many classes already.
         loaded = load_model(cfg.model, None, quiet=cfg.quiet, num_classes=num_classes)
         info = loaded.info
         if info.task != registry.TASK_CLASSIFY:
             raise UsageError(f"{cfg.model} is a {info.task} model; train it with --task {info.task}")
-        return loaded.module, info.arch, dict(info.extra.get("arch_kwargs") or {}), info.preprocess
-    spec = registry.get_spec(cfg.model)
+        start = fine_tune_line(cfg.model, num_classes) if fine_tune else ""
+        return loaded.module, info.arch, dict(info.extra.get("arch_kwargs") or {}), info.preprocess, start
     if spec.task != registry.TASK_CLASSIFY:
         raise UsageError(f"{spec.name} is a {spec.task} model; train it with --task {spec.task}")
     module = registry.build(spec.arch, num_classes, **spec.arch_kwargs)
-    return module, spec.arch, dict(spec.arch_kwargs), spec.preprocess
+    return module, spec.arch, dict(spec.arch_kwargs), spec.preprocess, ""
 
 
 def eval_preprocess(base: Preprocess, image_size: int | None, keep_margin: bool) -> Preprocess:

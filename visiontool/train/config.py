@@ -31,7 +31,7 @@ RESUME_OVERRIDES = ("epochs", "patience", "device", "workers", "quiet")
 @dataclass
 class TrainConfig:
     task: str = "classify"  # classify | detect: what the model learns, and the dataset's layout
-    data: str = ""  # dataset root: DATA/train/<class>/... (classify), a YOLO or COCO dataset (detect)
+    data: str = ""  # dataset root: DATA/train/<class>/... or DATA/<class>/... (classify), YOLO or COCO (detect)
     model: str = ""  # registry architecture name (see `visiontool models`)
     pretrained: bool = False  # start from the architecture's ImageNet weights, new head
     epochs: int = 10  # passes over the training split
@@ -62,8 +62,8 @@ class TrainConfig:
     def resolve(self) -> "TrainConfig":
         """Check values and fill in defaults that depend on other options."""
         if not self.data:
-            raise UsageError("missing DATA: the dataset folder (DATA/train/<class>/<image> for classify, "
-                             "a YOLO or COCO dataset for detect)")
+            raise UsageError("missing DATA: the dataset folder (DATA/<class>/<image> or DATA/train/<class>/<image> "
+                             "for classify, a YOLO or COCO dataset for detect)")
         from visiontool.train.job import training_for
 
         job = training_for(self.task)

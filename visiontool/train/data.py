@@ -1,7 +1,8 @@
 """Folder datasets: find the splits, check them, and decode every image once into memory.
 
 Layout: DATA/train/<class>/<image> and, optionally, DATA/val/<class>/<image> (also `valid/` or
-`validation/`). Without a val folder a stratified, seeded share of each class is held out.
+`validation/`), or DATA/<class>/<image>. Without a val folder a stratified, seeded share of
+each class is held out.
 Images are recognised by content. Each image is decoded and resized once into a uint8 tensor
 cache, so an epoch costs only augmentation and compute, never decoding.
 """
@@ -46,17 +47,21 @@ class FolderDataset:
 
 
 def find_splits(root: Path) -> tuple[Path, Path | None]:
-    """Return (train folder, val folder or None); DatasetError when the layout is wrong."""
+    """Return (train folder, val folder or None): DATA/train and DATA/val, or DATA itself as a
+    folder of class folders; DatasetError when the layout is wrong."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"dataset folder not found: {root}")
-    train = root / "train"
-    if not train.is_dir():
-        raise DatasetError(f"no train/ folder in {root} (expected {root}/train/<class>/<image>)")
-    for name in VAL_FOLDERS:
-        if (root / name).is_dir():
-            return train, root / name
-    return train, None
+    val = next((root / name for name in VAL_FOLDERS if (root / name).is_dir()), None)
+    if (root / "train").is_dir():
+        return root / "train", val
+    if val is not None:
+        raise DatasetError(f"no train/ folder in {root} next to {val.name}/ (expected {root}/train/<class>/<image>)")
+    beside = next((root.parent / name for name in VAL_FOLDERS if (root.parent / name).is_dir()), None)
+    if root.resolve().name == "train" and beside is not None:
+        # Its own val/ folder would be left out and the training images split instead.
+        raise DatasetError(f"{root} is the train/ folder of a dataset with {beside.name}/: pass {root.parent} as DATA")
+    return root, None  # a plain folder of class folders
 
 
 def scan_classes(folder: Path) -> tuple[dict[str, list[Path]], list[tuple[Path, str]]]:
@@ -161,7 +166,8 @@ def scan_dataset(root: str | Path, val_fraction: float, seed: int) -> FolderData
     def pick(idx: list[int]) -> Split:
         return Split(train_dir, [everything.files[i] for i in idx], [everything.labels[i] for i in idx])
 
-    return FolderDataset(classes, pick(train_idx), pick(val_idx), f"{val_fraction:.0%} of train/ (seed {seed})", bad)
+    return FolderDataset(classes, pick(train_idx), pick(val_idx),
+                         f"{val_fraction:.0%} of {train_dir.resolve().name}/ (seed {seed})", bad)
 
 
 def train_cache_preprocess(eval_pp: Preprocess) -> Preprocess:

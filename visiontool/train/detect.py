@@ -23,7 +23,7 @@ from visiontool.errors import DatasetError, UsageError
 from visiontool.preprocess import Preprocess
 from visiontool.train import detect_data, report
 from visiontool.train.coco_eval import STAT_NAMES
-from visiontool.train.job import TaskTraining, check_input_size
+from visiontool.train.job import TaskTraining, check_input_size, fine_tune_line, weights_to_start_from
 
 DEFAULT_MODEL = "griddet"
 VAL_CONF = 0.001  # mAP ranks every candidate: the score threshold is for users, not for COCOeval
@@ -62,14 +62,19 @@ class DetectTraining(TaskTraining):
         if not data.val:
             raise DatasetError(f"no validation images in {cfg.data} ({data.val_source})")
 
-        spec = registry.get_spec(cfg.model)
+        spec, fine_tune = weights_to_start_from(cfg.model)
+        if spec is None:  # a checkpoint: train its architecture
+            spec = registry.get_spec(_checkpoint_arch(cfg.model))
         if spec.task != "detect":
             raise UsageError(f"{spec.name} is a {spec.task} model; `train --task detect` needs a detector "
                              f"(e.g. {DEFAULT_MODEL}; `visiontool models --task detect`)")
         torch.manual_seed(cfg.seed)
-        self.kit = (_GridDet if spec.arch == griddet.ARCH else _Torchvision)(cfg, spec, self.labels)
+        start = cfg.model if fine_tune else None
+        self.kit = (_GridDet if spec.arch == griddet.ARCH else _Torchvision)(cfg, spec, self.labels, start)
         self.arch, self.arch_kwargs, self.preprocess = spec.arch, self.kit.arch_kwargs, self.kit.preprocess
         self.labels, size = self.kit.labels, self.kit.size
+        if start is not None:
+            say.line(fine_tune_line(start, len(self.labels)))
         module = self.kit.module
         side = round(CACHE_SCALE * size)
         with say.bar(f"decoding {len(data.train) + len(data.val)} images", len(data.train) + len(data.val)) as advance:
@@ -179,20 +184,35 @@ class DetectTraining(TaskTraining):
 Training = DetectTraining
 
 
+def _checkpoint_arch(path: str) -> str:
+    from visiontool import checkpoint
+    from visiontool.models.loader import load_model
+
+    meta = checkpoint.read_meta(path) if Path(path).is_file() else None
+    if meta is None:
+        load_model(path)  # not a checkpoint: this raises what the file is and what to pass instead
+    return meta["arch"]
+
+
 class _GridDet:
     """The project's own detector: letterboxed input of a fixed side, its own loss."""
 
     fixed_size = True
 
-    def __init__(self, cfg, spec, classes: list[str]) -> None:
+    def __init__(self, cfg, spec, classes: list[str], start: str | None) -> None:
         from visiontool.models import griddet, registry
+        from visiontool.models.loader import load_model
 
-        self.size = cfg.image_size or spec.preprocess.crop
+        # A checkpoint or shipped model to fine-tune: its weights, the class head sized for these
+        # classes (the loader finds it by what changes with the number of classes).
+        loaded = None if start is None else load_model(start, None, quiet=cfg.quiet, num_classes=len(classes))
+        self.size = cfg.image_size or (loaded.info.preprocess if loaded else spec.preprocess).crop
         if self.size % griddet.SIZE_MULTIPLE:
             raise UsageError(f"--image-size {self.size}: {spec.arch} needs a multiple of {griddet.SIZE_MULTIPLE}")
-        self.mean, self.std, self.labels, self.arch_kwargs = griddet.MEAN, griddet.STD, classes, dict(spec.arch_kwargs)
+        kwargs = loaded.info.extra.get("arch_kwargs") if loaded else spec.arch_kwargs
+        self.mean, self.std, self.labels, self.arch_kwargs = griddet.MEAN, griddet.STD, classes, dict(kwargs or {})
         self.preprocess = Preprocess(crop=self.size, resize=self.size, mean=griddet.MEAN, std=griddet.STD, fit="letterbox")
-        self.module = registry.build(spec.arch, len(classes), **self.arch_kwargs)
+        self.module = loaded.module if loaded else registry.build(spec.arch, len(classes), **self.arch_kwargs)
         self.loss_fn = griddet.loss
 
     def forward(self, net, x, targets):
@@ -209,7 +229,7 @@ class _Torchvision:
 
     fixed_size = False
 
-    def __init__(self, cfg, spec, classes: list[str]) -> None:
+    def __init__(self, cfg, spec, classes: list[str], start: str | None) -> None:
         from visiontool.models import registry
         from visiontool.models.loader import load_model
 
@@ -218,8 +238,8 @@ class _Torchvision:
         self.labels = ["__background__", *classes]
         self.arch_kwargs = {"min_size": self.size, "max_size": self.size} if "ssd" not in spec.arch else {}
         self.preprocess = registry.DETECTOR_PREPROCESS
-        if cfg.pretrained:  # COCO weights, with the heads sized for these classes (the loader finds them)
-            loaded = load_model(cfg.model, None, quiet=cfg.quiet, num_classes=len(self.labels))
+        if cfg.pretrained or start:  # COCO weights or a checkpoint's, with the heads sized for these classes
+            loaded = load_model(start or cfg.model, None, quiet=cfg.quiet, num_classes=len(self.labels))
             self.module = getattr(loaded.module, "model", loaded.module)
             for key, value in self.arch_kwargs.items():  # train and infer at --image-size
                 setattr(self.module.transform, key, (value,) if key == "min_size" else value)

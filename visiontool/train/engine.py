@@ -65,7 +65,8 @@ def resume(
     the original command line is accepted as it was. Those in RESUME_OVERRIDES may change;
     any other is refused only when its value differs from the run's."""
     run_dir = Path(run_dir)
-    if not (run_dir / STATE_FILE).is_file() or not (run_dir / "config.json").is_file():
+    recorded_run = (run_dir / "config.json").is_file()  # a run stopped before its first epoch has no state.pt
+    if not recorded_run or not ((run_dir / STATE_FILE).is_file() or rundir.finished_no_epoch(run_dir)):
         raise UsageError(f"nothing to resume in {run_dir}: no {STATE_FILE} and config.json from `visiontool train`")
     recorded = TrainConfig.load(run_dir / "config.json")
     changes, refused = {}, []
@@ -152,7 +153,7 @@ def _fit(cfg, dist, device, resume_dir, on_epoch_end, resume_command) -> TrainRe
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and device.type == "cuda")
 
     state = rundir.State()
-    if resume_dir is not None:
+    if resume_dir is not None and (resume_dir / STATE_FILE).is_file():  # else no epoch had finished
         state = rundir.load_state(resume_dir / STATE_FILE, module, optimizer, scheduler, scaler)
         if state.epoch >= cfg.epochs:
             raise UsageError(
@@ -168,6 +169,8 @@ def _fit(cfg, dist, device, resume_dir, on_epoch_end, resume_command) -> TrainRe
     run_dir = distributed.broadcast(dist, rundir.prepare_run_dir(cfg, resume_dir, resume_command) if dist.is_main else None)
     if resume_dir is None:
         say.line(f"{job.describe()}, batch {batch}{f' ({dist.world} processes)' if dist.enabled else ''}, {device}")
+    elif state.epoch == 0:
+        say.line(f"starting {run_dir} over: it was stopped before its first epoch ended")
     else:
         say.line(f"resuming {run_dir} after epoch {state.epoch}")
 
@@ -235,8 +238,10 @@ def _fit(cfg, dist, device, resume_dir, on_epoch_end, resume_command) -> TrainRe
                 say.line(f"stopping early: no better {job.best_metric} for {cfg.patience} epochs")
                 break
     except KeyboardInterrupt:
-        if state.epoch:
-            say.warn(f"interrupted after epoch {state.epoch}; continue with: visiontool train --resume {run_dir}")
+        if state.epoch and dist.is_main:  # the plots of the epochs that finished
+            job.plots(run_dir, state.rows, state.best, state.best_epoch)
+        done = f"after epoch {state.epoch}" if state.epoch else "before the first epoch ended"
+        say.warn(f"interrupted {done}; continue with: visiontool train --resume {run_dir}")
         raise
 
     plots = job.plots(run_dir, state.rows, state.best, state.best_epoch) if dist.is_main else []

@@ -94,6 +94,29 @@ class TaskTraining:
                 "preprocess": self.preprocess.to_dict(), "arch_kwargs": self.arch_kwargs}
 
 
+def weights_to_start_from(model: str):
+    """(`model`'s registry spec, None for a file; whether training starts from the weights
+    `model` carries). A checkpoint file or a shipped model is fine-tuned; an architecture
+    starts new (or from its published weights with --pretrained)."""
+    from visiontool.models import registry
+
+    if Path(model).suffix.lower() in (".safetensors", ".pth", ".pt") or Path(model).is_file():
+        return None, True
+    spec = registry.get_spec(model)
+    return spec, spec.shipped_file is not None
+
+
+def fine_tune_line(model: str, outputs: int) -> str:
+    """The line that opens a run fine-tuning `model` (a checkpoint or a shipped model, both
+    checkpoint files) into a network with `outputs` classes."""
+    from visiontool import checkpoint
+
+    spec, _ = weights_to_start_from(model)
+    before = int((checkpoint.read_meta(spec.shipped_file if spec is not None else model) or {})["num_classes"])
+    head = f"head included ({outputs} classes)" if before == outputs else f"with a new head for {outputs} classes"
+    return f"fine-tuning from {model}, {head}"
+
+
 def check_input_size(module: nn.Module, arch: str, size: int, channels: int, device) -> None:
     """One dry forward pass, so an input size the architecture cannot take is a clear usage
     error now rather than a shape error in the middle of the first epoch."""

@@ -62,7 +62,11 @@ def plot_curves(path: Path, rows: list[dict], loss: tuple[str, ...] = ("train_lo
                 score: tuple[str, ...] = ("train_acc", "val_top1", "val_top5"), score_name: str = "accuracy") -> None:
     """Losses (log scale) and scores per epoch: by default classification's loss (train and
     val) and accuracy (train, val top-1, val top-5)."""
-    from matplotlib.ticker import MaxNLocator
+    _save(curves_figure(rows, loss, score, score_name), path)
+
+
+def curves_figure(rows: list[dict], loss: tuple[str, ...], score: tuple[str, ...], score_name: str):
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     fig = _figure(10, 4)
     loss_ax, score_ax = fig.subplots(1, 2)
@@ -70,37 +74,76 @@ def plot_curves(path: Path, rows: list[dict], loss: tuple[str, ...] = ("train_lo
     for key in loss:
         loss_ax.plot(epochs, [r[key] for r in rows], "o-", label=_NAMES.get(key, key))
     loss_ax.set(xlabel="epoch", ylabel="loss (log scale)", title="Loss", yscale="log")  # early val spikes
+    # Plain numbers at 1, 2 and 5 times powers of ten (0.2, 0.5, 1, 2) rather than 2x10^-1;
+    # a range narrower than that gets evenly spaced ticks from the locator instead.
+    loss_ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    loss_ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    loss_ax.yaxis.set_minor_formatter(NullFormatter())
     for n, key in enumerate(score):
         score_ax.plot(epochs, [r[key] for r in rows], "o--" if n == 2 else "o-", label=_NAMES.get(key, key))
     score_ax.set(xlabel="epoch", ylabel=score_name, title=score_name[0].upper() + score_name[1:], ylim=(0, 1.02))
     for ax in (loss_ax, score_ax):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
         ax.grid(alpha=0.3)
         ax.legend()
-    _save(fig, path)
+    return fig
 
 
 def plot_confusion(path: Path, confusion: list[list[int]], labels: list[str], title: str) -> None:
     """Confusion matrix, rows normalized to recall (colour), with counts in the cells."""
+    _save(confusion_figure(confusion, labels, title), path)
+
+
+# Sizes for laying out the confusion matrix, in inches: a cell, and one character of a
+# 10 pt tick label or of the 12 pt title (generous averages for the default font).
+_CELL = 0.45
+_LABEL_CHAR = 0.09
+_TITLE_CHAR = 0.115
+_NAME_WIDTH = 28  # longer class names wrap onto a second line (where a cell has room) or end in "…"
+
+
+def confusion_figure(confusion: list[list[int]], labels: list[str], title: str):
     import numpy as np
 
     counts = np.asarray(confusion, dtype=np.int64)
     n = len(labels)
     totals = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
-    side = min(20.0, max(4.0, 0.45 * n + 2.5))
-    fig = _figure(side + 1, side)
+    side = min(16.0, max(2.5, _CELL * n))  # the matrix itself
+    cell = side / max(n, 1)
+    named = n <= _MAX_TICK_LABELS
+    lines = 2 if cell >= 0.4 else 1  # two 10 pt lines need 0.4 in of cell
+    names = [_wrap(str(name), lines) for name in labels]
+    longest = max((len(line) for name in names for line in name.splitlines()), default=0) if named else 0
+    # Names across the top fit a cell side by side; longer ones stand on end.
+    upright = named and longest * _LABEL_CHAR > 0.9 * cell
+    margin = longest * _LABEL_CHAR + 0.6  # the names and the axis label beside them
+    width = max(side + margin + 1.4, len(title) * _TITLE_CHAR + 0.4)  # 1.4: the colour bar
+    height = side + (margin if upright else 0.8) + 0.6  # 0.6: the title
+    fig = _figure(width, height)
     ax = fig.subplots()
     image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     fig.colorbar(image, ax=ax, label="share of the true class")
-    ax.set(xlabel="predicted", ylabel="true", title=title)
-    if n <= _MAX_TICK_LABELS:
-        ax.set_xticks(range(n), labels, rotation=90 if n > 8 else 0)
-        ax.set_yticks(range(n), labels)
+    ax.set(xlabel="predicted", ylabel="true")
+    fig.suptitle(title)  # over the whole figure: the colour bar never covers it
+    if named:
+        ax.set_xticks(range(n), names, rotation=90 if upright else 0)
+        ax.set_yticks(range(n), names)
     if n <= _MAX_ANNOTATED_CLASSES:
         for i in range(n):
             for j in range(n):
                 if counts[i, j]:
                     color = "white" if share[i, j] > 0.5 else "black"
                     ax.text(j, i, str(counts[i, j]), ha="center", va="center", color=color, fontsize=8)
-    _save(fig, path)
+    return fig
+
+
+def _wrap(name: str, lines: int) -> str:
+    """`name` on at most `lines` lines of _NAME_WIDTH characters, ending in "…" when cut."""
+    import textwrap
+
+    chunks = textwrap.wrap(name, _NAME_WIDTH) or [name]
+    if len(chunks) > lines:
+        chunks = chunks[:lines]
+        chunks[-1] = chunks[-1][: _NAME_WIDTH - 1] + "…"
+    return "\n".join(chunks)

@@ -39,8 +39,11 @@ def prepare_run_dir(cfg: TrainConfig, resume_dir: Path | None, resume_command: s
         return resume_dir
     if cfg.out:
         run_dir = Path(cfg.out)
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise UsageError(f"run folder {run_dir} is not empty: resume it with --resume {run_dir} or pick another --out")
+        if run_dir.exists() and not finished_no_epoch(run_dir):  # such a run is started over in place
+            if (run_dir / STATE_FILE).is_file():
+                raise UsageError(f"run folder {run_dir} holds a run: continue it with --resume {run_dir}, "
+                                 "or pick another --output")
+            raise UsageError(f"run folder {run_dir} is not empty and holds no run to resume: pick another --output")
         run_dir.mkdir(parents=True, exist_ok=True)
     else:
         name = Path(cfg.model).stem if Path(cfg.model).suffix else cfg.model
@@ -59,6 +62,12 @@ def prepare_run_dir(cfg: TrainConfig, resume_dir: Path | None, resume_command: s
         tmp.write_text((cfg.command or "visiontool train") + "\n")
     cfg.save(run_dir / "config.json")
     return run_dir
+
+
+def finished_no_epoch(run_dir: Path) -> bool:
+    """Whether `run_dir` is empty or holds only what a run writes before its first epoch ends
+    (interrupted then): a rerun with the same --output and --resume both start it over."""
+    return {p.name for p in run_dir.iterdir()} <= {"command.txt", "config.json"}
 
 
 def save_epoch(run_dir, module, optimizer, scheduler, scaler, state, meta, row, improved, columns) -> None:

@@ -1,8 +1,9 @@
 """`visiontool val`: accuracy of any classifier on a labelled folder.
 
 The folder is DATA/val/ (or valid/, validation/) when there is one, else DATA's own class
-folders. For a checkpoint trained on a dataset without a val folder, DATA/train/ is split again
-with the run's seed and fraction, so `val` scores exactly the images training held out.
+folders. For a checkpoint trained on a dataset without a val folder (DATA/train/, or the very
+folder of class folders it trained on), the images are split again with the run's seed and
+fraction, so `val` scores exactly the images training held out.
 """
 
 from __future__ import annotations
@@ -129,13 +130,14 @@ def _images(root: Path, model: str) -> tuple[folder_data.Split, list[str], str, 
     for name in folder_data.VAL_FOLDERS:
         if (root / name).is_dir():
             return _scan(root / name)
-    if (root / "train").is_dir():
-        options = _training_split_options(model)
+    options = _training_split_options(model)
+    trained_here = options is not None and bool(options[2]) and Path(options[2]).resolve() == root.resolve()
+    if (root / "train").is_dir() or trained_here:
         if options is None:
             raise DatasetError(
                 f"no val/ folder in {root}: point DATA at a folder of class folders or at a dataset with val/"
             )
-        fraction, seed = options
+        fraction, seed, _ = options
         ds = folder_data.scan_dataset(root, fraction, seed)
         return ds.val, ds.classes, f"{root}: {ds.val_source}, held out in training", ds.unreadable
     return _scan(root)
@@ -149,8 +151,8 @@ def _scan(folder: Path) -> tuple[folder_data.Split, list[str], str, list]:
     return folder_data.flatten(folder, images, classes), classes, str(folder), bad
 
 
-def _training_split_options(model: str) -> tuple[float, int] | None:
-    """(val_fraction, seed) of the run that wrote checkpoint `model`, if it is one."""
+def _training_split_options(model: str) -> tuple[float, int, str] | None:
+    """(val_fraction, seed, DATA) of the run that wrote checkpoint `model`, if it is one."""
     from visiontool import checkpoint
 
     if not Path(model).is_file():
@@ -159,4 +161,4 @@ def _training_split_options(model: str) -> tuple[float, int] | None:
     options = (meta.get("train") or {}).get("options") or {}
     if "val_fraction" not in options or "seed" not in options:
         return None
-    return float(options["val_fraction"]), int(options["seed"])
+    return float(options["val_fraction"]), int(options["seed"]), str(options.get("data") or "")
