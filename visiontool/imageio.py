@@ -123,6 +123,8 @@ def decode(
     # Opened here, not by Pillow, so the descriptor is closed even for multi-frame files
     # (GIF, TIFF) whose decoder would keep it open for seeking.
     with _reading(path, "data"), open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            raise DecodeError(path, "empty file (0 bytes)")
         im = Image.open(f)
         stored_size = im.size
         if draft is not None and im.format in ("JPEG", "MPO"):
@@ -147,6 +149,8 @@ def _reading(path, part: str):
     """Turns whatever opening or decoding a file raises into a DecodeError with a one-line reason."""
     try:
         yield
+    except DecodeError:
+        raise
     except FileNotFoundError:
         raise DecodeError(path, "file not found") from None
     except PermissionError:
