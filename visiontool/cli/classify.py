@@ -27,6 +27,8 @@ def classify(
     backend: opt.Backend = None,
     recursive: opt.Recursive = False,
     output: opt.Output = None,
+    resume: opt.Resume = False,
+    shard: opt.Shard = None,
     exact_decode: opt.ExactDecode = False,
     offline: opt.Offline = False,
     quiet: opt.Quiet = False,
@@ -37,4 +39,5 @@ def classify(
 
     run_rows(Classify(top_k), RunOptions(sources, opt.default_for(opt.MODEL, "classify", model), weights, backend,
                                          device, offline, quiet, opt.default_for(opt.BATCH_SIZE, "classify", batch_size),
-                                         workers, exact_decode, recursive, output))
+                                         workers, exact_decode, recursive, output,
+                                         resume=resume, shard=shard))

@@ -97,6 +97,18 @@ Output = Annotated[
         "checkpoint, same stem); the run folder (train; default: runs/train/MODEL-N).",
     ),
 ]
+Resume = Annotated[
+    bool,
+    typer.Option("--resume", help="Finish an interrupted run: keep the rows already in --output (or "
+                 "in its .partial file), process only the inputs without one."),
+]
+Shard = Annotated[
+    Optional[str],
+    typer.Option(metavar="K/N", show_default=False,
+                 help="Process share K of N (1 <= K <= N) of the inputs into its own part, "
+                 "FILE.part-K-of-N.EXT; the last share to finish merges the parts into --output "
+                 "(under torchrun each process takes its share by itself)."),
+]
 Recursive = Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")]
 Backend = Annotated[
     Optional[Literal["torch", "onnx"]],
