@@ -12,7 +12,6 @@ import contextlib
 import errno
 import os
 import re
-import signal
 import sys
 import time
 from collections import Counter
@@ -22,6 +21,7 @@ from pathlib import Path
 import typer
 
 from visiontool.errors import EXIT_SKIPPED, UsageError
+from visiontool.interrupt import StopRequest
 
 TABLE_MAX_ROWS = 25  # more rows than this on a terminal: JSON Lines instead of a table
 EXIT_INTERRUPTED = 130  # what shells report for a command ended by Ctrl-C (128 + SIGINT)
@@ -64,34 +64,6 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
     dist = from_env()
     return (dist.rank + 1, dist.world) if dist.enabled else None
-
-
-class _StopAfterBatch:
-    """While active, the first Ctrl-C only asks the run to stop after the batch in flight (its
-    rows are kept); a second one interrupts at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._before = None
-
-    def __enter__(self) -> "_StopAfterBatch":
-        if sys.platform != "win32" and _main_thread():
-            self._before = signal.signal(signal.SIGINT, self._ask)
-        return self
-
-    def _ask(self, signum, frame) -> None:
-        self.requested = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    def __exit__(self, *exc) -> None:
-        if self._before is not None:
-            signal.signal(signal.SIGINT, self._before)
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 class _Interrupted(Exception):
@@ -148,7 +120,7 @@ def run_rows(task, o: RunOptions) -> None:
     start = time.perf_counter()
     writer = rowfile or (RowWriter(None, task.csv_rows, task.csv_columns()) if to_stdout else None)
     done_now = 0
-    with _StopAfterBatch() as stop, \
+    with StopRequest() as stop, \
             progress.bar(f"{task.name} {info.arch}", total=len(todo), quiet=not show_bar) as bar:
 
         def on_batch(n: int) -> None:
