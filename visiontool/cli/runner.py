@@ -47,6 +47,7 @@ class RunOptions:
     image_size: int | None = None
     resume: bool = False
     shard: str | None = None  # "K/N": this process's share of the inputs
+    max_pixels: int | None = None  # larger images are error rows (None: imageio's default)
 
 
 def stdout_is_terminal() -> bool:
@@ -87,6 +88,9 @@ def run_rows(task, o: RunOptions) -> None:
         raise UsageError(f"{'--resume' if o.resume else '--shard'}: {why}; leave it out or run in one go")
     target = part_path(o.output, *share) if share and o.output else o.output
     rowfile = RowFile(target, task.csv_rows, task.csv_columns(), [], o.resume) if target else None
+    from visiontool.imageio import set_max_pixels
+
+    set_max_pixels(o.max_pixels)  # before decoding workers start: they inherit it
     device = o.device
     if share and o.shard is None:  # torchrun: each rank on its own local device
         from visiontool.backends import local_device
