@@ -195,7 +195,7 @@ def test_missing_folder_and_empty_files(tmp_path):
     with pytest.raises(DecodeError, match="folder"):
         decode(tmp_path)
     (tmp_path / "empty.png").write_bytes(b"")
-    with pytest.raises(DecodeError, match="not an image"):
+    with pytest.raises(DecodeError, match=r"^empty file \(0 bytes\)$"):
         decode(tmp_path / "empty.png")
 
 

@@ -34,13 +34,14 @@ def photos(tmp_path, monkeypatch):
     return root
 
 
-def test_folder_finds_images_by_content_in_natural_order(photos):
-    assert expand(["photos"]) == ["photos/img2.jpg", "photos/img10.jpg", "photos/scan.dat"]
+def test_folder_finds_images_by_name_or_content_in_natural_order(photos):
+    # notes.jpg is text, kept for its name: its error row tells the user
+    assert expand(["photos"]) == ["photos/img2.jpg", "photos/img10.jpg", "photos/notes.jpg", "photos/scan.dat"]
 
 
 def test_recursive_folder_descends_and_skips_hidden(photos):
     got = expand(["photos"], recursive=True)
-    assert got == ["photos/img2.jpg", "photos/img10.jpg", "photos/scan.dat", "photos/sub/deep.png"]
+    assert got == ["photos/img2.jpg", "photos/img10.jpg", "photos/notes.jpg", "photos/scan.dat", "photos/sub/deep.png"]
     assert expand(["photos"], recursive=True) == got  # stable from run to run
 
 
@@ -49,8 +50,8 @@ def test_symlink_loop_terminates(photos):
     os.symlink(".", photos / "sub" / "self")
     got = expand(["photos"], recursive=True)
     assert sorted(got) == sorted(set(got))
-    assert {os.path.basename(p) for p in got} == {"img2.jpg", "img10.jpg", "scan.dat", "deep.png"}
-    assert len(got) == 4
+    assert {os.path.basename(p) for p in got} == {"img2.jpg", "img10.jpg", "notes.jpg", "scan.dat", "deep.png"}
+    assert len(got) == 5
 
 
 def test_named_file_is_kept_even_if_not_an_image(photos):
@@ -59,11 +60,11 @@ def test_named_file_is_kept_even_if_not_an_image(photos):
 
 def test_duplicates_removed_keeping_first(photos):
     got = expand(["photos/scan.dat", "photos", "./photos/img2.jpg"])
-    assert got == ["photos/scan.dat", "photos/img2.jpg", "photos/img10.jpg"]
+    assert got == ["photos/scan.dat", "photos/img2.jpg", "photos/img10.jpg", "photos/notes.jpg"]
 
 
 def test_glob_matches_images_and_folders(photos):
-    assert expand(["photos/*.jpg"]) == ["photos/img2.jpg", "photos/img10.jpg"]  # notes.jpg is text
+    assert expand(["photos/*.jpg"]) == ["photos/img2.jpg", "photos/img10.jpg", "photos/notes.jpg"]
     assert expand(["photos/**/*.png"], recursive=True) == ["photos/sub/deep.png"]
     assert expand(["photos/**/*.png"]) == ["photos/sub/deep.png"]  # ** descends without --recursive
     assert expand(["photos/s*"]) == ["photos/scan.dat", "photos/sub/deep.png"]

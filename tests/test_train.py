@@ -115,8 +115,9 @@ def test_best_checkpoint_reproduces_the_reported_val_accuracy(run):
     rows_file = out.parent / "classified.jsonl"
     result = invoke("classify", str(data / "val"), "-r", "--model", str(out / "best.safetensors"),
                     "--quiet", "--output", str(rows_file))
-    assert result.exit_code == 0  # the empty file is no image by content: classify does not list it
+    assert result.exit_code == 3  # the empty .png is listed, as an error row, not silently dropped
     rows = [json.loads(line) for line in rows_file.read_text().splitlines()]
+    assert [r["error"] for r in rows if r["error"]] == ["empty file (0 bytes)"]
     scored = [r for r in rows if r["error"] is None]
     hits = [r["top"][0]["label"] == Path(r["path"]).parent.name for r in scored]
     assert len(scored) == len(paths) and np.mean(hits) == pytest.approx(float(best["val_top1"]))

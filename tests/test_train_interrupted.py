@@ -36,8 +36,9 @@ def _interrupt_in_the_first_epoch(data, run, monkeypatch):
         patch.setattr(ClassifyTraining, "loss", ctrl_c)
         result = runner.invoke(app, _args(data, run))
     assert result.exit_code != 0
-    assert f"interrupted before the first epoch ended; continue with: visiontool train --resume {run}" in result.stderr
-    assert sorted(p.name for p in run.iterdir()) == ["command.txt", "config.json"]
+    assert (f"interrupted in epoch 1; state.pt holds the run after epoch 0: continue with: "
+            f"visiontool train --resume {run}") in result.stderr
+    assert sorted(p.name for p in run.iterdir()) == ["command.txt", "config.json", "state.pt"]
 
 
 def test_a_run_stopped_before_its_first_epoch_ended_can_be_resumed(data, tmp_path, monkeypatch):

@@ -109,3 +109,102 @@ def test_resume_accepts_the_original_command_line(data, tmp_path):
                                     "--batch-size 8 (the run has 6)")
     result = runner.invoke(app, ["train", str(tmp_path), "--epochs", "3", "--resume", str(run)])
     assert result.exit_code == 2 and f"DATA {tmp_path} (the run has {data})" in result.stderr
+
+
+def test_sigkill_at_a_random_moment_leaves_a_run_that_resumes_to_the_same_weights(data, tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import numpy as np
+
+    root = Path(__file__).resolve().parent.parent
+    args = ["train", str(data), "--model", "lenet5", "--batch-size", "6", "--epochs", "3", "--quiet"]
+    started = time.monotonic()
+    assert CliRunner().invoke(app, [*args, "--out", str(tmp_path / "straight")]).exit_code == 0
+    seconds = time.monotonic() - started
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, "-m", "visiontool", *args, "--out", str(cut)], cwd=root,
+                            env={**os.environ, "PYTHONPATH": str(root)}, stderr=subprocess.PIPE)
+    while not (cut / "state.pt").exists() and proc.poll() is None:  # written before the first step
+        time.sleep(0.01)
+    time.sleep(np.random.default_rng(3).uniform(0.1, 0.7) * seconds)  # somewhere in the three epochs
+    assert proc.poll() is None, "the run ended before the kill"
+    proc.kill()
+    proc.wait()
+    epochs_done = torch.load(cut / "state.pt", weights_only=True)["epoch"]
+    assert epochs_done < 3
+    result = CliRunner().invoke(app, ["train", "--resume", str(cut), "--quiet"])
+    assert result.exit_code == 0, result.output
+    _assert_same(_weights(cut), _weights(tmp_path / "straight"))
+    assert [r["val_top1"] for r in _rows(cut)] == [r["val_top1"] for r in _rows(tmp_path / "straight")]
+
+
+def test_ctrl_c_ends_the_step_and_says_how_to_resume(data, tmp_path):
+    import os
+    import signal
+    import threading
+    import time
+
+    run = tmp_path / "run"
+
+    def press_ctrl_c():  # once the first epoch is saved, as a user at the terminal would
+        while not (run / "results.csv").exists():
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=press_ctrl_c, daemon=True).start()
+    result = CliRunner().invoke(app, ["train", str(data), "--model", "lenet5", "--batch-size", "6", "--epochs", "50",
+                                      "--out", str(run)])
+    assert result.exit_code == 130
+    epochs = torch.load(run / "state.pt", weights_only=True)["epoch"]
+    assert epochs >= 1 and (run / "last.safetensors").exists()
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"warning: interrupted in epoch {epochs + 1}; state.pt holds the run after epoch {epochs}: "
+        f"continue with: visiontool train --resume {run}")
+
+
+def test_a_full_disk_while_saving_a_checkpoint_is_one_error_and_the_run_resumes(data, tmp_path, monkeypatch):
+    import errno
+
+    from visiontool.train import rundir
+
+    real, calls = rundir.torch.save, []
+
+    def full_disk(obj, path):
+        calls.append(path)
+        if len(calls) == 3:  # state.pt after epoch 2 (the first call is the run's start)
+            with open(path, "wb") as f:
+                f.write(b"half a state")
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(obj, path)
+
+    monkeypatch.setattr(rundir.torch, "save", full_disk)
+    run = tmp_path / "run"
+    args = ["train", str(data), "--model", "lenet5", "--batch-size", "6", "--scheduler", "none", "--warmup-epochs",
+            "0", "--quiet"]
+    result = CliRunner().invoke(app, [*args, "--epochs", "3", "--out", str(run)])
+    monkeypatch.undo()
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: cannot write {calls[2]}: No space left on device; state.pt holds the run after epoch 1: "
+        f"free space, then continue with: visiontool train --resume {run}"]
+    assert sorted(p.name for p in run.iterdir()) == ["best.safetensors", "command.txt", "config.json",
+                                                     "last.safetensors", "results.csv", "state.pt"]  # no temp file
+    assert torch.load(run / "state.pt", weights_only=True)["epoch"] == 1
+    assert CliRunner().invoke(app, ["train", "--resume", str(run), "--quiet"]).exit_code == 0
+    assert len(_rows(run)) == 3
+
+
+def test_a_run_folder_killed_before_its_first_state_resumes_from_the_start(data, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", str(data), "--model", "lenet5", "--batch-size", "6", "--epochs", "1", "--quiet"]
+    assert CliRunner().invoke(app, [*args, "--out", str(run)]).exit_code == 0
+    want = _weights(run)
+    for name in ("state.pt", "command.txt", "last.safetensors", "best.safetensors", "results.csv"):
+        (run / name).unlink()  # as a kill right after config.json (the first file written) leaves it
+    result = CliRunner().invoke(app, ["train", "--resume", str(run), "--quiet"])
+    assert result.exit_code == 0, result.output
+    _assert_same(_weights(run), want)

@@ -59,6 +59,20 @@ _MAGIC: Final = (
 _NETPBM: Final = re.compile(rb"P[1-7fF]\s+[#0-9]|P7\s+WIDTH")
 _SNIFF_BYTES: Final = 32
 
+# Decompression bombs: a few bytes of PNG or GIF can declare 50,000 x 50,000 pixels (10 GB of
+# RGB). Pictures above this many pixels are refused from their header, before any decoding. The
+# default is where Pillow's own guard turns from a warning into an error (about 13,000 x 13,000);
+# --max-pixels raises it for real gigapixel scans. Pillow's check is off so that ours, with a
+# message that names the way out, is the one that speaks.
+DEFAULT_MAX_PIXELS: Final = 2 * 89_478_485
+_limit = {"pixels": DEFAULT_MAX_PIXELS}
+Image.MAX_IMAGE_PIXELS = None
+
+
+def set_max_pixels(pixels: int | None) -> None:
+    """The largest picture `decode` accepts (None: the default). Set it before decoding workers start."""
+    _limit["pixels"] = DEFAULT_MAX_PIXELS if pixels is None else int(pixels)
+
 
 class DecodeError(VisiontoolError):
     """A file that could not be decoded. `str(err)` is the one-line reason; `err.path` the file."""
@@ -123,8 +137,11 @@ def decode(
     # Opened here, not by Pillow, so the descriptor is closed even for multi-frame files
     # (GIF, TIFF) whose decoder would keep it open for seeking.
     with _reading(path, "data"), open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            raise DecodeError(path, "empty file (0 bytes)")
         im = Image.open(f)
         stored_size = im.size
+        _check_pixels(path, *stored_size)
         if draft is not None and im.format in ("JPEG", "MPO"):
             _jpeg_draft(im, mode, draft)
         im.load()
@@ -142,11 +159,20 @@ def decode(
     return im
 
 
+def _check_pixels(path, width: int, height: int) -> None:
+    limit = _limit["pixels"]
+    if width * height > limit:
+        raise DecodeError(path, f"image too large: {width} x {height} = {width * height:,} pixels, above the limit of "
+                                f"{limit:,} that guards against decompression bombs (raise it with --max-pixels)")
+
+
 @contextlib.contextmanager
 def _reading(path, part: str):
     """Turns whatever opening or decoding a file raises into a DecodeError with a one-line reason."""
     try:
         yield
+    except DecodeError:
+        raise
     except FileNotFoundError:
         raise DecodeError(path, "file not found") from None
     except PermissionError:

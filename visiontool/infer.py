@@ -34,7 +34,9 @@ class Inference:
                                             image_size=image_size)
         task.check_model(self.info, model)
 
-    def rows(self, on_batch: Callable[[int], None] | None = None) -> Iterator[dict]:
+    def rows(self, on_batch: Callable[[int], None] | None = None,
+             paths: Sequence[str] | None = None) -> Iterator[dict]:
+        """One row per path, in order: `paths` (default: all the sources' paths)."""
         from visiontool import pipeline
 
         task, info = self.task, self.info
@@ -49,7 +51,7 @@ class Inference:
         empty = dict.fromkeys(task.fields)  # error rows carry the task's fields as null: one schema
         ok = False
         try:
-            for row in pipeline.run(self.paths, info.preprocess, self.runner, postprocess,
+            for row in pipeline.run(self.paths if paths is None else paths, info.preprocess, self.runner, postprocess,
                                     batch_size=self.batch_size, workers=self.workers,
                                     fast_decode=not self.exact_decode, on_batch=on_batch,
                                     keep_images=task.keep_images):

@@ -4,11 +4,14 @@ Rules, in the order a source is tried:
 - `-`: paths on stdin, one a line.
 - `@FILE`: paths in FILE, one a line; relative paths are relative to FILE's folder; blank
   lines and lines starting with '#' are ignored.
-- an existing folder: the images in it (recognised by content), hidden files and folders
-  skipped, subfolders only with `recursive`; symlinked folders are followed once, so a link
-  loop ends instead of hanging.
+- an existing folder: every file in it whose name says image (.jpg, .png, ...) or whose
+  content says image (a PNG named .dat); one that then cannot be decoded gets an error row, so
+  no image-named file vanishes from the output. Other files (notes.txt) and hidden files and
+  folders (.DS_Store) are skipped; subfolders only with `recursive`; symlinked folders are
+  followed once, so a link loop ends instead of hanging.
 - an existing file: kept even if it is not an image (it gets its own error row later).
-- otherwise a glob pattern (`**` spans any depth of folders, as in shells): the images it matches.
+- otherwise a glob pattern (`**` spans any depth of folders, as in shells): the files it
+  matches that a folder would keep.
 Paths listed in a list file or on stdin count as named: files are kept, folders expanded.
 Within a folder the order is natural (img2 before img10) and stable; duplicates are dropped,
 keeping the first. A source that names nothing raises UsageError naming it.
@@ -30,7 +33,8 @@ T = TypeVar("T")
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _DIGITS = re.compile(r"(\d+)")
-# Kept when a folder holds them but they cannot be read: their error row tells the user why.
+# Kept when a folder holds them whatever they hold: an empty or broken file named like an image
+# gets an error row that tells the user, rather than no row at all.
 _IMAGE_SUFFIXES = frozenset(
     ".jpg .jpeg .jpe .png .gif .bmp .tif .tiff .webp .ppm .pgm .pbm .pnm .ico .jp2 .qoi".split()
 )
@@ -165,10 +169,8 @@ def _scan_folder(folder: str, recursive: bool, top_level: bool) -> list[str]:
 
 
 def _is_candidate(path: str, name: str) -> bool:
-    found = sniff(path)
-    if found is None:  # unreadable: keep it only if its name says it should be an image
-        return os.path.splitext(name)[1].lower() in _IMAGE_SUFFIXES
-    return found
+    """Named like an image, or starts like one (read only when the name says nothing)."""
+    return os.path.splitext(name)[1].lower() in _IMAGE_SUFFIXES or bool(sniff(path))
 
 
 def _unique(paths: list[str]) -> list[str]:

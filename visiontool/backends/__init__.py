@@ -23,6 +23,22 @@ def pick_backend(model: str, backend: str | None) -> str:
     return backend or "torch"
 
 
+def local_device(model: str, backend: str | None, device: str, local_rank: int) -> str:
+    """The device of one process of a torchrun job: cuda:LOCAL_RANK where CUDA is asked for, or
+    available under "auto"; otherwise `device` unchanged."""
+    if (device or "auto").lower() not in ("auto", "cuda"):
+        return device
+    if pick_backend(model, backend) == "torch":
+        import torch
+
+        cuda = torch.cuda.is_available()
+    else:
+        import onnxruntime
+
+        cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    return f"cuda:{local_rank}" if cuda else device
+
+
 def open_model(model: str, weights: str | None = None, backend: str | None = None,
                device: str = "auto", offline: bool = False, quiet: bool = False,
                images: int | None = None, image_size: int | None = None):

@@ -27,6 +27,9 @@ def classify(
     backend: opt.Backend = None,
     recursive: opt.Recursive = False,
     output: opt.Output = None,
+    resume: opt.Resume = False,
+    shard: opt.Shard = None,
+    max_pixels: opt.MaxPixels = None,
     exact_decode: opt.ExactDecode = False,
     offline: opt.Offline = False,
     quiet: opt.Quiet = False,
@@ -37,4 +40,5 @@ def classify(
 
     run_rows(Classify(top_k), RunOptions(sources, opt.default_for(opt.MODEL, "classify", model), weights, backend,
                                          device, offline, quiet, opt.default_for(opt.BATCH_SIZE, "classify", batch_size),
-                                         workers, exact_decode, recursive, output))
+                                         workers, exact_decode, recursive, output,
+                                         resume=resume, shard=shard, max_pixels=max_pixels))

@@ -43,7 +43,34 @@ def _metavar(param) -> str:
     return {"int": "N", "float": "NUMBER", "Path": "PATH", "bool": "BOOLEAN"}.get(name, "TEXT")
 
 
-class Command(TyperCommand):
+_UsageError = typer.BadParameter.__mro__[1]  # Click's UsageError, which Typer exports only through its subclasses
+
+
+class OneLineUsageError(_UsageError):
+    """A command line Click cannot parse, said in one line like every other error."""
+
+    def show(self, file=None) -> None:
+        where = f" (see `{self.ctx.command_path} --help`)" if self.ctx is not None else ""
+        typer.echo(f"error: {self.message}{where}", file=file, err=True)
+
+
+def _one_line(call, ctx):
+    try:
+        return call()
+    except OneLineUsageError:
+        raise
+    except _UsageError as err:
+        raise OneLineUsageError(" ".join(err.format_message().split()), err.ctx or ctx) from None
+
+
+class _OneLineErrors:
+    """Usage errors (a bad value, an unknown option or command) as one `error:` line."""
+
+    def parse_args(self, ctx, args):
+        return _one_line(lambda: super(_OneLineErrors, self).parse_args(ctx, args), ctx)
+
+
+class Command(_OneLineErrors, TyperCommand):
     context_class = _Context
     usage: str | None = None  # the usage line after the command's name, when the default misleads
 
@@ -90,8 +117,11 @@ class Command(TyperCommand):
                 formatter.write_dl(opts)
 
 
-class Group(TyperGroup):
+class Group(_OneLineErrors, TyperGroup):
     context_class = _Context
+
+    def resolve_command(self, ctx, args):
+        return _one_line(lambda: super(Group, self).resolve_command(ctx, args), ctx)
 
 
 def examples(lines: Sequence[str]) -> str:

@@ -99,6 +99,24 @@ Output = Annotated[
         "checkpoint, same stem); the run folder (train; default: runs/train/MODEL-N).",
     ),
 ]
+Resume = Annotated[
+    bool,
+    typer.Option("--resume", help="Finish an interrupted run: keep the rows already in --output (or "
+                 "in its .partial file), process only the inputs without one."),
+]
+Shard = Annotated[
+    Optional[str],
+    typer.Option(metavar="K/N", show_default=False,
+                 help="Process share K of N (1 <= K <= N) of the inputs into its own part, "
+                 "FILE.part-K-of-N.EXT; the last share to finish merges the parts into --output "
+                 "(under torchrun each process takes its share by itself)."),
+]
+MaxPixels = Annotated[
+    Optional[int],
+    typer.Option(min=1, metavar="PIXELS", show_default=False,
+                 help="Refuse images larger than this many pixels, from their header, before decoding "
+                 "(default: 178,956,970, about 13,000 x 13,000; a guard against decompression bombs)."),
+]
 Recursive = Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")]
 Backend = Annotated[
     Optional[Literal["torch", "onnx"]],

@@ -1,8 +1,17 @@
 """What every inference command does around its task: run the library's Inference with a
-progress bar, write rows, show a table or a summary, and set the exit code."""
+progress bar, write rows, show a table or a summary, and set the exit code.
+
+Long runs survive their end: rows go to --output's partial file batch by batch (writers.RowFile),
+--resume carries them over, Ctrl-C stops after the batch in flight, and a run is split into
+shares with --shard K/N or by torchrun, each writing its own part, the last one merging them.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import re
 import sys
 import time
 from collections import Counter
@@ -11,9 +20,12 @@ from pathlib import Path
 
 import typer
 
-from visiontool.errors import EXIT_SKIPPED
+from visiontool.errors import EXIT_SKIPPED, UsageError
+from visiontool.interrupt import StopRequest
 
 TABLE_MAX_ROWS = 25  # more rows than this on a terminal: JSON Lines instead of a table
+EXIT_INTERRUPTED = 130  # what shells report for a command ended by Ctrl-C (128 + SIGINT)
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 @dataclass
@@ -33,22 +45,70 @@ class RunOptions:
     recursive: bool = False
     output: Path | None = None
     image_size: int | None = None
+    resume: bool = False
+    shard: str | None = None  # "K/N": this process's share of the inputs
+    max_pixels: int | None = None  # larger images are error rows (None: imageio's default)
 
 
 def stdout_is_terminal() -> bool:
     return sys.stdout.isatty()
 
 
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """--shard K/N -> (K, N), 1 <= K <= N; under torchrun, the rank's share; else None."""
+    if text is not None:
+        found = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+        if not found or not 1 <= int(found[1]) <= int(found[2]):
+            raise UsageError(f"--shard {text}: use K/N with 1 <= K <= N (share K of N), e.g. --shard 1/4")
+        return int(found[1]), int(found[2])
+    from visiontool.train.distributed import from_env
+
+    dist = from_env()
+    return (dist.rank + 1, dist.world) if dist.enabled else None
+
+
+class _Interrupted(Exception):
+    pass
+
+
 def run_rows(task, o: RunOptions) -> None:
     from visiontool import progress
     from visiontool.infer import Inference
-    from visiontool.writers import RowWriter, format_for
+    from visiontool.sources import shard
+    from visiontool.writers import OutputWriteError, RowFile, RowWriter, format_for, part_path
 
     if o.output is not None:
         format_for(o.output)  # a bad --output fails before the model loads, not after the run
-    run = Inference(task, o.sources, o.model, o.weights, o.backend, o.device, o.offline, o.quiet,
+    share = parse_shard(o.shard)
+    for flag, given in (("--resume", o.resume), ("--shard" if o.shard else "torchrun", share)):
+        if given and o.output is None:
+            raise UsageError(f"{flag} needs --output FILE (.jsonl, .csv or .json): the rows it keeps are there")
+    why = task.cannot_resume() if (o.resume or share) else None
+    if why:
+        raise UsageError(f"{'--resume' if o.resume else '--shard'}: {why}; leave it out or run in one go")
+    target = part_path(o.output, *share) if share and o.output else o.output
+    rowfile = RowFile(target, task.csv_rows, task.csv_columns(), [], o.resume) if target else None
+    from visiontool.imageio import set_max_pixels
+
+    set_max_pixels(o.max_pixels)  # before decoding workers start: they inherit it
+    device = o.device
+    if share and o.shard is None:  # torchrun: each rank on its own local device
+        from visiontool.backends import local_device
+        from visiontool.train.distributed import from_env
+
+        device = local_device(o.model, o.backend, o.device, from_env().local_rank)
+    run = Inference(task, o.sources, o.model, o.weights, o.backend, device, o.offline, o.quiet,
                     o.batch_size, o.workers, o.exact_decode, o.recursive, stdin=sys.stdin, image_size=o.image_size)
     paths, info = run.paths, run.info
+    if share:
+        paths = shard(paths, share[0] - 1, share[1])
+    todo = paths
+    if rowfile is not None:
+        rowfile.order = paths
+        todo = [p for p in paths if p not in rowfile.done]
+        if rowfile.done and not o.quiet:
+            progress.info(f"resuming: {len(paths) - len(todo)} of {len(paths)} images already have a row "
+                          f"in {target if target.exists() else rowfile.partial}")
 
     # Without --output the results go to stdout, always (--quiet never hides them): a table for a
     # handful of images on a terminal, otherwise JSON Lines, streamed as they come. Rows on a
@@ -59,13 +119,25 @@ def run_rows(task, o: RunOptions) -> None:
     show_bar = not o.quiet and not (as_table and len(paths) <= 1) and not (to_stdout and terminal)
 
     rows_kept: list[dict] = []
-    skipped = 0
+    skipped = rowfile.kept_errors if rowfile else 0
     labels: Counter = Counter()
     start = time.perf_counter()
-    writer = RowWriter(o.output, task.csv_rows, task.csv_columns()) if (o.output is not None or to_stdout) else None
-    try:
-        with progress.bar(f"{task.name} {info.arch}", total=len(paths), quiet=not show_bar) as bar:
-            for row in run.rows(on_batch=bar.advance):
+    writer = rowfile or (RowWriter(None, task.csv_rows, task.csv_columns()) if to_stdout else None)
+    done_now = 0
+    with StopRequest() as stop, \
+            progress.bar(f"{task.name} {info.arch}", total=len(todo), quiet=not show_bar) as bar:
+
+        def on_batch(n: int) -> None:
+            nonlocal done_now
+            done_now += n
+            if rowfile is not None:
+                rowfile.flush()  # the batch's rows are durable before the next one starts
+            bar.advance(n)
+            if stop.requested:
+                raise _Interrupted
+
+        try:
+            for row in run.rows(on_batch=on_batch, paths=todo):
                 if row["error"]:
                     skipped += 1
                     progress.warn(f"{row['path']}: {row['error']}")
@@ -75,11 +147,19 @@ def run_rows(task, o: RunOptions) -> None:
                     writer.write(row)
                 if as_table:
                     rows_kept.append(row)
-    except BaseException:
-        if writer is not None:
-            writer.close(ok=False)
-        raise
-    if writer is not None:
+        except (_Interrupted, KeyboardInterrupt):
+            _stop(rowfile, writer, done_now, len(todo))
+        except OSError as err:
+            if err.errno not in _DISK_FULL:
+                raise
+            where = f"; rows done so far are in {rowfile.partial}: run the same command with --resume" if rowfile else ""
+            raise OutputWriteError(f"cannot write {err.filename or 'a file'}: {err.strerror}{where}") from None
+        finally:
+            if rowfile is not None:
+                rowfile.close()
+    if rowfile is not None:
+        rowfile.finish()
+    elif writer is not None:
         writer.close()
     seconds = time.perf_counter() - start
 
@@ -88,12 +168,57 @@ def run_rows(task, o: RunOptions) -> None:
 
         Console().print(task.table(rows_kept, info))
     elif not o.quiet:
-        done = len(paths) - skipped
-        progress.info(f"{done} of {len(paths)} images done in {seconds:.1f} s "
-                      f"({len(paths) / max(seconds, 1e-9):.1f} img/s), {skipped} skipped"
-                      + (f"; rows in {o.output}" if o.output else ""))
+        errors_now = skipped - (rowfile.kept_errors if rowfile else 0)
+        progress.info(f"{len(todo) - errors_now} of {len(todo)} images done in {seconds:.1f} s "
+                      f"({len(todo) / max(seconds, 1e-9):.1f} img/s), {errors_now} skipped"
+                      + (f"; rows in {target}" if target else ""))
         if labels and to_stdout and terminal:
             common = ", ".join(f"{k} ({v})" for k, v in labels.most_common(5))
             progress.info(f"most common: {common}; use --output FILE.jsonl to keep every row in a file")
+    if share and o.output is not None:
+        _merge_when_complete(task, o.output, share, o.quiet)
     if skipped:
         raise typer.Exit(EXIT_SKIPPED)
+
+
+def _stop(rowfile, writer, done: int, total: int) -> None:
+    """Ctrl-C: the rows written so far stay; one line says how to go on."""
+    if rowfile is not None:
+        rowfile.close()
+        kept = len(rowfile.done) + done
+        print(f"interrupted: {kept} rows kept in {rowfile.partial}; run the same command with --resume "
+              f"to finish", file=sys.stderr)
+    else:
+        if writer is not None:
+            writer.close()
+        print(f"interrupted after {done} of {total} images", file=sys.stderr)
+    raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _merge_when_complete(task, output: Path, share: tuple[int, int], quiet: bool) -> None:
+    """The last share to finish joins the parts into --output. Each share checks after its own
+    part is in place, so the last one always sees every part; a lock file keeps two that finish
+    together from both merging."""
+    from visiontool import progress
+    from visiontool.writers import merge_parts, part_path, partial_path
+
+    k, n = share
+    parts = [part_path(output, i, n) for i in range(1, n + 1)]
+    if not all(p.exists() and not partial_path(p).exists() for p in parts):
+        if not quiet:
+            progress.info(f"share {k} of {n} done: {part_path(output, k, n)}; the last share to finish "
+                          f"merges the parts into {output}")
+        return
+    lock = output.with_name(output.name + ".merging")
+    try:
+        os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return  # another share is merging
+    try:
+        if all(p.exists() for p in parts):  # else another share merged them already
+            count = merge_parts(output, n, task.csv_rows, task.csv_columns())
+            if not quiet:
+                progress.info(f"merged {n} parts into {output}: {count} rows")
+    finally:
+        with contextlib.suppress(OSError):
+            lock.unlink()

@@ -10,6 +10,7 @@ backends, runner, writers) call these methods and never ask which task they serv
     table(rows, info)           the terminal table for a handful of images
     keep_images / save(path, row, image)  pictures of a decoded image (annotated images)
     finish(ok)                  close what the task writes besides rows (kept only when ok)
+    cannot_resume()             why --resume/--shard cannot work with its options (or None)
     export_outputs(info), export_batch(info, batch), compare(pairs, info, precision, min_agreement)
                                 the ONNX graph's outputs and the rule that verifies them
 
@@ -62,6 +63,11 @@ class Task:
 
     def finish(self, ok: bool) -> None:
         """The run ended (ok: every row was produced); side files are completed or dropped."""
+
+    def cannot_resume(self) -> str | None:
+        """Why this task's side outputs cannot be built over several runs or shares (an option
+        to leave out), or None: --resume and --shard then refuse to start."""
+        return None
 
     def export_outputs(self, info) -> dict[str, str]:
         """The exported graph's outputs: name -> how to read it (stored in the metadata)."""

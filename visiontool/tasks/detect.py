@@ -83,6 +83,9 @@ class Detect(Task):
                 self.coco.add(path, row["detections"])
         return rows
 
+    def cannot_resume(self) -> str | None:
+        return "--coco-json numbers the images of one whole run" if self.coco is not None else None
+
     def finish(self, ok: bool) -> None:
         if self.coco is not None:
             self.coco.close(ok)

@@ -13,6 +13,7 @@ the reported metric is what a user gets back from the best checkpoint.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from contextlib import nullcontext
@@ -24,7 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from visiontool.errors import DatasetError, UsageError
+from visiontool.errors import DatasetError, UsageError, VisiontoolError
+from visiontool.interrupt import StopRequest
 from visiontool.train import distributed, rundir
 from visiontool.train.config import RESUME_OVERRIDES, TrainConfig, resolved_workers
 from visiontool.train.job import training_for
@@ -65,9 +67,8 @@ def resume(
     the original command line is accepted as it was. Those in RESUME_OVERRIDES may change;
     any other is refused only when its value differs from the run's."""
     run_dir = Path(run_dir)
-    recorded_run = (run_dir / "config.json").is_file()  # a run stopped before its first epoch has no state.pt
-    if not recorded_run or not ((run_dir / STATE_FILE).is_file() or rundir.finished_no_epoch(run_dir)):
-        raise UsageError(f"nothing to resume in {run_dir}: no {STATE_FILE} and config.json from `visiontool train`")
+    if not (run_dir / "config.json").is_file():  # state.pt may be missing: killed before it was written
+        raise UsageError(f"nothing to resume in {run_dir}: no config.json from `visiontool train`")
     recorded = TrainConfig.load(run_dir / "config.json")
     changes, refused = {}, []
     for key, value in (overrides or {}).items():
@@ -153,7 +154,8 @@ def _fit(cfg, dist, device, resume_dir, on_epoch_end, resume_command) -> TrainRe
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and device.type == "cuda")
 
     state = rundir.State()
-    if resume_dir is not None and (resume_dir / STATE_FILE).is_file():  # else no epoch had finished
+    fresh = resume_dir is None or not (resume_dir / STATE_FILE).is_file()  # no state yet: from the start
+    if not fresh:
         state = rundir.load_state(resume_dir / STATE_FILE, module, optimizer, scheduler, scaler)
         if state.epoch >= cfg.epochs:
             raise UsageError(
@@ -167,7 +169,9 @@ def _fit(cfg, dist, device, resume_dir, on_epoch_end, resume_command) -> TrainRe
     cfg = replace(cfg, device=str(device), amp=use_amp, workers=resolved_workers(cfg.workers, dist.local_world),
                   image_size=job.image_size)
     run_dir = distributed.broadcast(dist, rundir.prepare_run_dir(cfg, resume_dir, resume_command) if dist.is_main else None)
-    if resume_dir is None:
+    if fresh:
+        if dist.is_main:  # from here on, a run killed at any moment leaves a folder --resume takes
+            rundir.save_state(run_dir, module, optimizer, scheduler, scaler, state)
         say.line(f"{job.describe()}, batch {batch}{f' ({dist.world} processes)' if dist.enabled else ''}, {device}")
     elif state.epoch == 0:
         say.line(f"starting {run_dir} over: it was stopped before its first epoch ended")
@@ -179,69 +183,83 @@ def _fit(cfg, dist, device, resume_dir, on_epoch_end, resume_command) -> TrainRe
 
     # --- the loop
     stopped_early = False
+    # One process: the first Ctrl-C ends the step in flight, then the run stops. Under torchrun
+    # every rank must stop at the same step, so there Ctrl-C interrupts at once.
+    stop_request = StopRequest() if not dist.enabled else nullcontext()
     try:
-        for epoch in range(state.epoch, cfg.epochs):
-            started = time.perf_counter()
-            # Every random draw of an epoch comes from (seed, epoch): order, crops, flips,
-            # policies, dropout. A resumed run continues with the very numbers it would have had.
-            gen = torch.Generator().manual_seed(_seed(cfg.seed, epoch))
-            torch.manual_seed(_seed(cfg.seed, epoch, dist.rank + 1))
-            order = torch.randperm(n_train, generator=gen)
-            params = job.epoch_params(steps * batch, gen)
+        with stop_request as stop:
+            for epoch in range(state.epoch, cfg.epochs):
+                started = time.perf_counter()
+                # Every random draw of an epoch comes from (seed, epoch): order, crops, flips,
+                # policies, dropout. A resumed run continues with the very numbers it would have had.
+                gen = torch.Generator().manual_seed(_seed(cfg.seed, epoch))
+                torch.manual_seed(_seed(cfg.seed, epoch, dist.rank + 1))
+                order = torch.randperm(n_train, generator=gen)
+                params = job.epoch_params(steps * batch, gen)
 
-            net.train()
-            sums = torch.zeros(job.train_sums, dtype=torch.float64, device=device)  # this rank's running sums
-            with say.bar(f"epoch {epoch + 1}/{cfg.epochs}", steps, unit="batch") as advance:
-                for step in range(steps):
-                    mine = slice(step * batch + dist.rank * local_batch, step * batch + (dist.rank + 1) * local_batch)
-                    x, targets = job.batch(order[mine], params[mine], device)
-                    with autocast():
-                        outputs = job.forward(net, x, targets)
-                    loss, step_sums = job.loss(outputs, targets)
-                    optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    if job.grad_clip is not None:
-                        scaler.unscale_(optimizer)
-                        nn.utils.clip_grad_norm_(module.parameters(), job.grad_clip)
-                    scaler.step(optimizer)
-                    scaler.update()
-                    scheduler.step()
-                    sums += step_sums
-                    if step % 10 == 9 or step == steps - 1:  # .item() waits for the device: not every step
-                        advance(1, info=f"loss {loss.item():.3f}")
-                    else:
-                        advance(1)
-            distributed.all_reduce_(dist, sums)
-            distributed.broadcast_buffers_(dist, module)
-            metrics, best_part = job.evaluate(module, local_batch * 2, amp_dtype if use_amp else None)
-            row = {"epoch": epoch + 1, **job.train_row(sums.tolist(), steps * batch), **metrics,
-                   "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
-            improved = row[job.best_metric] > state.best_score
-            if improved:
-                state.best_score, state.best_epoch, state.best = row[job.best_metric], epoch + 1, best_part
-                state.since_best = 0
-            else:
-                state.since_best += 1
-            state.epoch = epoch + 1
-            state.rows.append(row)
-            if dist.is_main:
-                # job.meta() after evaluate: a task may record what this epoch measured
-                meta = {**job.meta(), "train": run_meta}
-                rundir.save_epoch(run_dir, module, optimizer, scheduler, scaler, state, meta, row, improved,
-                                  ("epoch", *job.columns, "lr", "seconds"))
-            say.line(f"epoch {row['epoch']}/{cfg.epochs}  {job.epoch_line(row)}  lr {row['lr']:.2e}  "
-                     f"{row['seconds']:.1f}s{'  *best' if improved else ''}")
-            if on_epoch_end is not None:
-                on_epoch_end(row)
-            if cfg.patience and state.since_best >= cfg.patience:
-                stopped_early = True
-                say.line(f"stopping early: no better {job.best_metric} for {cfg.patience} epochs")
-                break
+                net.train()
+                sums = torch.zeros(job.train_sums, dtype=torch.float64, device=device)  # this rank's running sums
+                with say.bar(f"epoch {epoch + 1}/{cfg.epochs}", steps, unit="batch") as advance:
+                    for step in range(steps):
+                        mine = slice(step * batch + dist.rank * local_batch, step * batch + (dist.rank + 1) * local_batch)
+                        x, targets = job.batch(order[mine], params[mine], device)
+                        with autocast():
+                            outputs = job.forward(net, x, targets)
+                        loss, step_sums = job.loss(outputs, targets)
+                        optimizer.zero_grad(set_to_none=True)
+                        scaler.scale(loss).backward()
+                        if job.grad_clip is not None:
+                            scaler.unscale_(optimizer)
+                            nn.utils.clip_grad_norm_(module.parameters(), job.grad_clip)
+                        scaler.step(optimizer)
+                        scaler.update()
+                        scheduler.step()
+                        sums += step_sums
+                        if step % 10 == 9 or step == steps - 1:  # .item() waits for the device: not every step
+                            advance(1, info=f"loss {loss.item():.3f}")
+                        else:
+                            advance(1)
+                        if stop is not None and stop.requested:
+                            raise KeyboardInterrupt
+                distributed.all_reduce_(dist, sums)
+                distributed.broadcast_buffers_(dist, module)
+                metrics, best_part = job.evaluate(module, local_batch * 2, amp_dtype if use_amp else None)
+                row = {"epoch": epoch + 1, **job.train_row(sums.tolist(), steps * batch), **metrics,
+                       "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
+                improved = row[job.best_metric] > state.best_score
+                if improved:
+                    state.best_score, state.best_epoch, state.best = row[job.best_metric], epoch + 1, best_part
+                    state.since_best = 0
+                else:
+                    state.since_best += 1
+                state.epoch = epoch + 1
+                state.rows.append(row)
+                if dist.is_main:
+                    # job.meta() after evaluate: a task may record what this epoch measured
+                    meta = {**job.meta(), "train": run_meta}
+                    try:
+                        rundir.save_epoch(run_dir, module, optimizer, scheduler, scaler, state, meta, row, improved,
+                                          ("epoch", *job.columns, "lr", "seconds"))
+                    except OSError as err:  # a full disk: every file is whole (atomic), state.pt one epoch behind
+                        if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                            raise
+                        raise VisiontoolError(
+                            f"cannot write {err.filename or run_dir}: {err.strerror}; {STATE_FILE} holds the run after "
+                            f"epoch {epoch}: free space, then continue with: visiontool train --resume {run_dir}"
+                        ) from None
+                say.line(f"epoch {row['epoch']}/{cfg.epochs}  {job.epoch_line(row)}  lr {row['lr']:.2e}  "
+                         f"{row['seconds']:.1f}s{'  *best' if improved else ''}")
+                if on_epoch_end is not None:
+                    on_epoch_end(row)
+                if cfg.patience and state.since_best >= cfg.patience:
+                    stopped_early = True
+                    say.line(f"stopping early: no better {job.best_metric} for {cfg.patience} epochs")
+                    break
     except KeyboardInterrupt:
         if state.epoch and dist.is_main:  # the plots of the epochs that finished
             job.plots(run_dir, state.rows, state.best, state.best_epoch)
-        done = f"after epoch {state.epoch}" if state.epoch else "before the first epoch ended"
-        say.warn(f"interrupted {done}; continue with: visiontool train --resume {run_dir}")
+        say.warn(f"interrupted in epoch {state.epoch + 1}; {STATE_FILE} holds the run after epoch {state.epoch}: "
+                 f"continue with: visiontool train --resume {run_dir}")
         raise
 
     plots = job.plots(run_dir, state.rows, state.best, state.best_epoch) if dist.is_main else []

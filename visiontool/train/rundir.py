@@ -58,16 +58,17 @@ def prepare_run_dir(cfg: TrainConfig, resume_dir: Path | None, resume_command: s
             except FileExistsError:
                 n += 1
     cfg = replace(cfg, out=str(run_dir))
+    # config.json first: a run killed at any moment leaves an empty folder or one --resume takes
+    cfg.save(run_dir / "config.json")
     with atomic_write(run_dir / "command.txt") as tmp:
         tmp.write_text((cfg.command or "visiontool train") + "\n")
-    cfg.save(run_dir / "config.json")
     return run_dir
 
 
 def finished_no_epoch(run_dir: Path) -> bool:
     """Whether `run_dir` is empty or holds only what a run writes before its first epoch ends
     (interrupted then): a rerun with the same --output and --resume both start it over."""
-    return {p.name for p in run_dir.iterdir()} <= {"command.txt", "config.json"}
+    return {p.name for p in run_dir.iterdir()} <= {"command.txt", "config.json", STATE_FILE}
 
 
 def save_epoch(run_dir, module, optimizer, scheduler, scaler, state, meta, row, improved, columns) -> None:
@@ -78,6 +79,12 @@ def save_epoch(run_dir, module, optimizer, scheduler, scaler, state, meta, row, 
     checkpoint.save(run_dir / LAST_FILE, weights, meta)
     if improved:  # the same bytes: a second name for last's file (it is replaced, not rewritten)
         _link_or_copy(run_dir / LAST_FILE, run_dir / BEST_FILE)
+    save_state(run_dir, module, optimizer, scheduler, scaler, state)
+    report.write_results(run_dir / "results.csv", state.rows, columns)
+
+
+def save_state(run_dir, module, optimizer, scheduler, scaler, state) -> None:
+    """state.pt: what --resume continues from (written at the start of a run, then each epoch)."""
     payload = {
         "model": module.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -92,7 +99,6 @@ def save_epoch(run_dir, module, optimizer, scheduler, scaler, state, meta, row, 
             torch.save(payload, tmp)
     finally:
         torch.serialization.set_crc32_options(crc)
-    report.write_results(run_dir / "results.csv", state.rows, columns)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

@@ -1,0 +1,261 @@
+"""Batch jobs that survive their end: rows stream to a partial file batch by batch, --resume
+finishes it, and the result equals an uninterrupted run, after SIGKILL at random moments,
+Ctrl-C, or a full disk."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from tiny_onnx import write_tiny_onnx
+from visiontool.cli.app import app
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+    """A tiny ONNX classifier and a folder of 300 small images, two of them broken."""
+    root = tmp_path_factory.mktemp("resume")
+    model = write_tiny_onnx(root / "tiny.onnx")
+    images = root / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(300):
+        Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(images / f"im{i}.png")
+    (images / "im7.png").write_bytes(b"")
+    (images / "im150.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    return model, images
+
+
+def _args(job, output, *more):
+    model, images = job
+    return ["classify", str(images), "-m", str(model), "--top-k", "2", "--batch-size", "2", "--workers", "1",
+            "-q", "--output", str(output), *more]
+
+
+def _cli(args):
+    return subprocess.Popen([sys.executable, "-m", "visiontool", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+@pytest.fixture(scope="module")
+def reference(job, tmp_path_factory):
+    """The outputs of uninterrupted runs, one per format."""
+    out = {}
+    for fmt in ("jsonl", "csv", "json"):
+        path = tmp_path_factory.mktemp("reference") / f"rows.{fmt}"
+        result = CliRunner().invoke(app, _args(job, path))
+        assert result.exit_code == 3, result.output  # the two broken images
+        out[fmt] = path.read_bytes()
+    assert len(out["jsonl"].splitlines()) == 300
+    return out
+
+
+def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(job, reference, tmp_path):
+    out = tmp_path / "rows.jsonl"
+    partial = tmp_path / "rows.jsonl.partial"
+    start = time.monotonic()
+    assert _cli(_args(job, out, "--resume")).wait() == 3
+    whole = time.monotonic() - start  # how long a run takes here: kills fall anywhere in it
+    assert out.read_bytes() == reference["jsonl"]
+    out.unlink()
+    rng = np.random.default_rng(1)
+    kills, sizes = 0, []
+    while kills < 10:
+        proc = _cli(_args(job, out, "--resume"))
+        time.sleep(rng.uniform(0.1, 1.0) * whole)
+        if proc.poll() is not None:  # it finished before the kill: start over to kill it again
+            assert proc.returncode == 3, proc.stderr.read()
+            out.unlink()
+            continue
+        proc.kill()
+        proc.wait()
+        kills += 1
+        if out.exists():  # killed after the output was in place: it is whole
+            assert out.read_bytes() == reference["jsonl"] and not partial.exists()
+            out.unlink()
+        if partial.exists():
+            assert partial.read_bytes().count(b"\n") <= 300
+            sizes.append(partial.stat().st_size)
+    assert len(set(sizes)) > 2  # the kills did land while rows were being written
+    proc = _cli(_args(job, out, "--resume"))
+    proc.wait()
+    assert proc.returncode == 3
+    assert out.read_bytes() == reference["jsonl"]  # one row per input, none twice, none torn
+    assert not partial.exists()
+
+
+def test_ctrl_c_stops_after_the_batch_keeps_the_partial_and_says_how_to_resume(job, reference, tmp_path):
+    out = tmp_path / "rows.csv"
+    partial = tmp_path / "rows.csv.partial"
+    proc = _cli(_args(job, out))
+    deadline = time.monotonic() + 20
+    while not (partial.exists() and partial.stat().st_size) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate()
+    assert proc.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("interrupted: ") and f"kept in {partial}; run the same command with --resume" in last
+    kept = partial.read_bytes().splitlines()
+    assert 0 < len(kept) < 300 and len(kept) % 2 == 0  # whole batches of two
+    assert not out.exists()
+    again = CliRunner().invoke(app, _args(job, out))  # without --resume: told, nothing lost
+    assert again.exit_code == 2 and "add --resume to finish it" in again.stderr
+    assert CliRunner().invoke(app, _args(job, out, "--resume")).exit_code == 3
+    assert out.read_bytes() == reference["csv"]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "json"])
+def test_resume_from_a_finished_output_keeps_its_rows_and_adds_the_new_inputs(job, reference, tmp_path, fmt):
+    out = tmp_path / f"rows.{fmt}"
+    out.write_bytes(reference[fmt])
+    if fmt == "csv":  # the row of im3 removed, as if im3 were a new image
+        text = b"".join(line for line in reference[fmt].splitlines(keepends=True) if b"/im3.png," not in line)
+    else:
+        rows = json.loads(reference["json"])
+        shown = [r for r in rows if not r["path"].endswith("/im3.png")]
+        for r in shown:
+            r["top"] = r["top"] and [{**t, "label": "kept"} for t in r["top"]]  # marks the kept rows
+        if fmt == "jsonl":
+            text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in shown).encode()
+        else:
+            text = ("[\n  " + ",\n  ".join(json.dumps(r, ensure_ascii=False) for r in shown) + "\n]\n").encode()
+    out.write_bytes(text)
+    result = CliRunner().invoke(app, _args(job, out, "--resume"))
+    assert result.exit_code == 3, result.output  # the kept error rows still count
+    if fmt == "csv":
+        assert out.read_bytes() == reference["csv"]
+        return
+    rows = [json.loads(line) for line in out.read_text().splitlines()] if fmt == "jsonl" else json.loads(out.read_text())
+    want = json.loads(reference["json"])
+    assert [r["path"] for r in rows] == [r["path"] for r in want]
+    redone = [r for r in rows if r["top"] and r["top"][0]["label"] != "kept"]
+    assert [r["path"][-8:] for r in redone] == ["/im3.png"] and redone[0] == want[3]
+
+
+def test_a_torn_last_line_is_dropped_and_redone(job, reference, tmp_path):
+    out = tmp_path / "rows.jsonl"
+    lines = reference["jsonl"].splitlines(keepends=True)
+    (tmp_path / "rows.jsonl.partial").write_bytes(b"".join(lines[:40]) + lines[40][:25])
+    assert CliRunner().invoke(app, _args(job, out, "--resume")).exit_code == 3
+    assert out.read_bytes() == reference["jsonl"]
+
+
+def test_a_full_disk_while_writing_rows_is_one_error_and_the_partial_stays_resumable(job, reference, tmp_path,
+                                                                                     monkeypatch):
+    import visiontool.writers as writers
+
+    real_write, calls = os.write, []
+
+    def full_disk(fd, data):
+        calls.append(fd)
+        if len(calls) == 4:  # half of the fourth batch reaches the disk, then it is full
+            real_write(fd, bytes(data[: len(data) // 2]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(writers.os, "write", full_disk)
+    out = tmp_path / "rows.json"
+    result = CliRunner().invoke(app, _args(job, out))
+    monkeypatch.undo()
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: cannot write rows to {out}.partial: No space left on device; the rows written before are "
+        f"kept: run the same command with --resume")
+    assert len((tmp_path / "rows.json.partial").read_bytes().splitlines()) == 6  # three whole batches
+    assert CliRunner().invoke(app, _args(job, out, "--resume")).exit_code == 3
+    assert out.read_bytes() == reference["json"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--resume"], "--resume needs --output FILE"),
+    (["--shard", "3/2"], "--shard 3/2: use K/N with 1 <= K <= N"),
+    (["--shard", "0/2"], "--shard 0/2: use K/N"),
+    (["--shard", "x"], "--shard x: use K/N"),
+])
+def test_resume_and_shard_usage_errors(job, args, message):
+    model, images = job
+    result = CliRunner().invoke(app, ["classify", str(images), "-m", str(model), "-q", *args])
+    assert result.exit_code == 2 and message in result.stderr
+
+
+def test_shards_merge_into_the_output_of_one_run(job, reference, tmp_path):
+    out = tmp_path / "rows.csv"
+    first = CliRunner().invoke(app, _args(job, out, "--shard", "1/2"))
+    assert first.exit_code == 3 and not out.exists()
+    assert (tmp_path / "rows.part-1-of-2.csv").exists()
+    second = CliRunner().invoke(app, _args(job, out, "--shard", "2/2"))
+    assert second.exit_code == 3  # each share reports its own broken image
+    assert out.read_bytes() == reference["csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.csv"]
+
+
+def test_torchrun_with_two_processes_equals_one_process(job, reference, tmp_path):
+    out = tmp_path / "rows.jsonl"
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "visiontool", *_args(job, out)], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert out.exists(), done.stderr[-2000:]
+    assert out.read_bytes() == reference["jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.jsonl"]
+
+
+def test_a_full_disk_while_writing_pictures_is_one_error_and_nothing_is_half_written(tmp_path, monkeypatch,
+                                                                                     one_thread):
+    import contextlib
+    import shutil
+
+    import visiontool.render as render
+
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    for name in sorted(os.listdir(ROOT / "samples" / "scenes"))[:3]:
+        shutil.copy(ROOT / "samples" / "scenes" / name, scenes)
+    args = ["detect", str(scenes), "-m", "griddet-digits", "--offline", "--batch-size", "1", "--workers", "0", "-q",
+            "--image-size", "64"]  # small: the test is about files, not boxes
+    want = tmp_path / "want.jsonl"
+    assert CliRunner().invoke(app, [*args, "-o", str(want), "--save-dir", str(tmp_path / "want")]).exit_code == 0
+    real, calls = render.atomic_write, []
+
+    @contextlib.contextmanager
+    def full_disk(path):
+        with real(path) as tmp:
+            calls.append(path)
+            if len(calls) == 2:
+                tmp.write_bytes(b"half a picture")
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+            yield tmp
+
+    monkeypatch.setattr(render, "atomic_write", full_disk)
+    out, pictures = tmp_path / "rows.jsonl", tmp_path / "pictures"
+    result = CliRunner().invoke(app, [*args, "-o", str(out), "--save-dir", str(pictures)])
+    monkeypatch.undo()
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: cannot write {calls[1]}: No space left on device; rows done so far are in {out}.partial: "
+        f"run the same command with --resume")
+    assert len(calls) == 2 and [p.name for p in pictures.iterdir()] == [calls[0].name]  # the first picture, whole; no temp file
+    assert (pictures / calls[0].name).read_bytes() == (tmp_path / "want" / calls[0].name).read_bytes()
+    assert CliRunner().invoke(app, [*args, "-o", str(out), "--save-dir", str(pictures), "--resume"]).exit_code == 0
+    strip = lambda text: text.replace(str(tmp_path / "want"), str(pictures))  # noqa: E731
+    assert out.read_text() == strip(want.read_text())
+
+
+def test_coco_json_refuses_resume(tmp_path):
+    result = CliRunner().invoke(app, ["detect", str(ROOT / "samples" / "scenes"), "-m", "griddet-digits", "--offline",
+                                      "-o", str(tmp_path / "r.jsonl"), "--coco-json", str(tmp_path / "c.json"),
+                                      "--resume"])
+    assert result.exit_code == 2 and "--resume: --coco-json numbers the images of one whole run" in result.stderr
