@@ -279,3 +279,25 @@ def test_coco_results_use_the_datasets_ids_and_a_failed_run_leaves_nothing(tmp_p
     failed = CocoResults(tmp_path / "failed.json")
     failed.close(ok=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["annotations", "images", "out.json"]
+
+
+def test_a_torchvision_detector_trains_from_scratch_and_its_checkpoint_detects(tmp_path, digit_scenes):
+    data = tmp_path / "scenes"
+    digit_scenes.write_dataset(data, {"train": 4, "val": 2}, size=96, seed=5)
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--task", "detect", str(data), "--model", "fasterrcnn_mobilenet_v3_large_320_fpn",
+                                 "--epochs", "1", "--image-size", "96", "--batch-size", "4", "--output", str(run), "-q"])
+    assert result.exit_code == 0, result.output
+    with open(run / "results.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert float(row["train_loss"]) > 0 and 0.0 <= float(row["val_map50"]) <= 1.0
+    from visiontool import checkpoint
+
+    meta = checkpoint.read_meta(run / "best.safetensors")
+    assert meta["arch"] == "fasterrcnn_mobilenet_v3_large_320_fpn"
+    assert meta["labels"] == ["__background__", *(str(d) for d in range(10))]
+    assert meta["arch_kwargs"] == {"min_size": 96, "max_size": 96}
+    images = sorted(str(p) for p in (data / "images" / "val").iterdir())
+    rows = list(visiontool.detect(images, model=str(run / "best.safetensors"), conf=0.0, max_det=5))
+    assert [r["error"] for r in rows] == [None] * 2
+    assert all(d["label"] in meta["labels"][1:] and len(d["box"]) == 4 for r in rows for d in r["detections"])
