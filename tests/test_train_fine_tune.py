@@ -59,6 +59,18 @@ def test_a_shipped_model_is_fine_tuned_with_a_new_head(data, tmp_path):
     _same_weights(shipped, tuned, [k for k in _learned(shipped) if k not in changed])
 
 
+def test_a_plain_state_dict_is_named_for_what_it_is(data, tmp_path):
+    from visiontool.models.lenet import LeNet5
+
+    torch.save(LeNet5(10).state_dict(), tmp_path / "weights.pth")
+    result = runner.invoke(app, ["train", str(data), "--model", str(tmp_path / "weights.pth")])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"error: {tmp_path / 'weights.pth'} records no architecture (not a checkpoint written by `train`): train "
+        "starts from such a checkpoint, a shipped model, or an architecture name (with --pretrained for its "
+        "published weights)")
+
+
 def test_train_help_says_that_a_checkpoint_is_fine_tuned():
     text = " ".join(runner.invoke(app, ["train", "--help"]).stdout.split())
     assert "fine-tunes a checkpoint or a shipped model" in text

@@ -98,9 +98,18 @@ def weights_to_start_from(model: str):
     """(`model`'s registry spec, None for a file; whether training starts from the weights
     `model` carries). A checkpoint file or a shipped model is fine-tuned; an architecture
     starts new (or from its published weights with --pretrained)."""
+    from visiontool import checkpoint, weights
+    from visiontool.errors import UsageError
     from visiontool.models import registry
 
-    if Path(model).suffix.lower() in (".safetensors", ".pth", ".pt") or Path(model).is_file():
+    path = Path(model)
+    if path.suffix.lower() in (".safetensors", ".pth", ".pt") or path.is_file():
+        # A file that is not what it seems (an image, a table) is named by the loader; a plain
+        # state_dict is named here, since train has no --weights to give it with.
+        if path.is_file() and weights.wrong_file_message(path, "--model") is None and checkpoint.read_meta(path) is None:
+            raise UsageError(f"{path} records no architecture (not a checkpoint written by `train`): train "
+                             "starts from such a checkpoint, a shipped model, or an architecture name "
+                             "(with --pretrained for its published weights)")
         return None, True
     spec = registry.get_spec(model)
     return spec, spec.shipped_file is not None
