@@ -202,3 +202,14 @@ def test_readme_usage_lists_exactly_each_commands_options():
                                              "app only:", app_options - blocks[name])
         checked += 1
     assert checked >= 10
+
+
+def test_every_inference_command_can_resume_shard_and_limit_pixels():
+    # An inference command: it takes SOURCES and writes rows to --output; the shared runner gives
+    # each the same long-run options (README, "Long runs").
+    inference = [(path, cmd) for path, cmd in COMMANDS
+                 if any(p.name == "sources" for p in cmd.params) and any("--output" in p.opts for p in _options(cmd))]
+    assert {" ".join(path) for path, _ in inference} >= {"classify", "detect"}
+    for path, cmd in inference:
+        names = {_longest(p) for p in _options(cmd)}
+        assert {"--resume", "--shard", "--max-pixels"} <= names, (path, names)

@@ -80,6 +80,6 @@ def test_val_errors_and_skipped_images(trained, tmp_path):
     result = invoke("val", str(out / "best.safetensors"), str(folder), "--json")
     assert result.exit_code == 3  # scored, but one image was skipped
     assert json.loads(result.stdout)["images"] == 4 and json.loads(result.stdout)["skipped"] == 1
-    assert "warning: skipped 1 unreadable image (first: " in result.stderr
+    assert f"warning: skipped 1 unreadable image: {folder / 'square' / 'bad.png'}: truncated or corrupt" in result.stderr
     result = invoke("val", str(out / "best.safetensors"), str(tmp_path / "nowhere"))
     assert result.exit_code == 2 and result.stderr.strip() == f"error: dataset folder not found: {tmp_path / 'nowhere'}"

@@ -84,6 +84,21 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any] | None:
     return meta
 
 
+def safetensors_problem(path: str | os.PathLike) -> str | None:
+    """Why `path` is not a readable safetensors file (its header), or None when its header reads."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        prefix = f.read(8)
+    if len(prefix) < 8:
+        return "shorter than a header"
+    length, size = int.from_bytes(prefix, "little"), path.stat().st_size
+    if length > size - 8:
+        return f"its header claims {length:,} bytes, the file holds {size - 8:,}"
+    if length > _MAX_HEADER_BYTES:
+        return f"its header claims {length:,} bytes, more than the {_MAX_HEADER_BYTES:,} any model needs"
+    return None if _read_header(path) is not None else "its header is not a JSON object"
+
+
 def _read_header(path: Path) -> dict | None:
     """The JSON header of a safetensors file: an 8-byte little-endian length, then JSON."""
     try:

@@ -13,8 +13,8 @@ Rules, in the order a source is tried:
 - otherwise a glob pattern (`**` spans any depth of folders, as in shells): the files it
   matches that a folder would keep.
 Paths listed in a list file or on stdin count as named: files are kept, folders expanded.
-Within a folder the order is natural (img2 before img10) and stable; duplicates are dropped,
-keeping the first. A source that names nothing raises UsageError naming it.
+Within a folder the order is natural (img2 before img10) and stable; duplicates (the same
+file by another spelling or through a symlink) are dropped, keeping the first. A source that names nothing raises UsageError naming it.
 No torch here.
 """
 
@@ -174,10 +174,16 @@ def _is_candidate(path: str, name: str) -> bool:
 
 
 def _unique(paths: list[str]) -> list[str]:
-    seen: set[str] = set()
+    """The first path to each file: two spellings of a path, or a symlink and its target (or two
+    links to one file), are one file, read once."""
+    seen: set = set()
     out = []
     for p in paths:
-        key = os.path.normcase(os.path.abspath(p))
+        try:
+            st = os.stat(p)
+            key: object = (st.st_dev, st.st_ino)
+        except OSError:  # missing: its row will say so; compare by name
+            key = os.path.normcase(os.path.abspath(p))
         if key not in seen:
             seen.add(key)
             out.append(p)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from visiontool.errors import UsageError, WeightsError
+from visiontool.errors import UsageError, WeightsError, one_line
 from visiontool.modelinfo import ModelInfo
 from visiontool.preprocess import Preprocess
 
@@ -44,10 +44,18 @@ def read_info(session_or_path) -> ModelInfo:
     if METADATA_KEY not in meta:
         raise WeightsError("this .onnx file was not written by `visiontool export`: it carries no "
                            "labels or preprocessing (export it with `visiontool export`)")
-    d = json.loads(meta[METADATA_KEY])
-    return ModelInfo(arch=d["arch"], task=d["task"], labels=list(d["labels"]),
-                     preprocess=Preprocess.from_dict(d["preprocess"]),
-                     weights_source=d.get("weights_source", ""), extra=d.get("extra", {}))
+    try:  # a file handed over may carry anything under the key: one line, never a traceback
+        d = json.loads(meta[METADATA_KEY])
+        info = ModelInfo(arch=str(d["arch"]), task=str(d["task"]), labels=[str(x) for x in d["labels"]],
+                         preprocess=Preprocess.from_dict(d["preprocess"]),
+                         weights_source=d.get("weights_source", ""), extra=dict(d.get("extra") or {}))
+    except Exception as err:  # noqa: BLE001 - JSON, missing keys, wrong types: all mean a damaged file
+        raise WeightsError(f"this .onnx file's '{METADATA_KEY}' metadata is damaged ({type(err).__name__}: "
+                           f"{one_line(err, 120)}); export the model again with `visiontool export`") from None
+    if not isinstance(d["labels"], list):
+        raise WeightsError(f"this .onnx file's '{METADATA_KEY}' metadata is damaged (labels is not a list); "
+                           f"export the model again with `visiontool export`")
+    return info
 
 
 # Up to this many images, a graph that is quick to build beats a faster one: the layout

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from visiontool.errors import UsageError, WeightsError
+from visiontool.errors import UsageError, WeightsError, one_line
 from visiontool.modelinfo import ModelInfo
 from visiontool.models import registry
 from visiontool.preprocess import Preprocess
@@ -90,6 +90,9 @@ def _from_model_file(path: Path, weights: str | None, num_classes: int | None) -
     if wrong is not None:
         raise UsageError(wrong)
     if checkpoint.read_meta(path) is None:
+        why = checkpoint.safetensors_problem(path) if path.suffix.lower() == ".safetensors" else None
+        if why:
+            raise WeightsError(f"{path} is not a valid safetensors file ({why}): it is damaged or truncated")
         raise UsageError(
             f"{path} records no architecture (not a visiontool checkpoint): "
             f"pass --model ARCH --weights {path}, e.g. --model resnet18"
@@ -103,14 +106,20 @@ def _from_checkpoint(path: Path, num_classes: int | None, name: str) -> LoadedMo
     from visiontool import checkpoint
 
     state_dict, meta = checkpoint.load(path)
-    arch, kwargs = meta["arch"], dict(meta.get("arch_kwargs") or {})
-    module, outputs = _assemble(arch, state_dict, path, kwargs, num_classes, default=int(meta["num_classes"]))
-    labels = list(meta["labels"]) if outputs == int(meta["num_classes"]) else _numbered(outputs)
+    try:  # a checkpoint handed over may lack fields or hold wrong types: one line, never a traceback
+        arch, kwargs, classes = str(meta["arch"]), dict(meta.get("arch_kwargs") or {}), int(meta["num_classes"])
+        labels, preprocess = [str(x) for x in meta["labels"]], Preprocess.from_dict(meta["preprocess"])
+    except (KeyError, TypeError, ValueError, UsageError) as err:
+        raise WeightsError(f"checkpoint {path} has incomplete metadata ({type(err).__name__}: {one_line(err, 120)})") from None
+    module, outputs = _assemble(arch, state_dict, path, kwargs, num_classes, default=classes)
+    if num_classes is None and (outputs != classes or len(labels) != classes):
+        raise WeightsError(f"checkpoint {path} does not hold together: its weights give {outputs} classes, its "
+                           f"metadata {classes} with {len(labels)} labels")
     info = ModelInfo(
         arch=arch,
         task=meta.get("task", registry.TASK_CLASSIFY),
-        labels=labels,
-        preprocess=Preprocess.from_dict(meta["preprocess"]),
+        labels=labels if outputs == classes else _numbered(outputs),
+        preprocess=preprocess,
         weights_source=str(path),
         extra={"name": name, "num_classes": outputs, "arch_kwargs": kwargs, **_measured_conf(meta)},
     )

@@ -51,8 +51,7 @@ class ClassifyTraining(TaskTraining):
             self.val_set = folder_data.decode_split(_shard(dataset.val, dist), eval_pp, workers, advance)
         skipped = dataset.unreadable + sum(distributed.all_gather(dist, self.train_set.skipped + self.val_set.skipped), [])
         if skipped:
-            path, reason = skipped[0]
-            say.warn(f"skipped {len(skipped)} unreadable image{'s' * (len(skipped) > 1)} (first: {path}: {reason})")
+            say.warn(folder_data.skipped_note(skipped))
         _check_after_decode(self.labels, self.train_set, dataset.train.folder)
         self.n_val = sum(distributed.all_gather(dist, len(self.val_set.labels)))
         if self.n_val == 0:

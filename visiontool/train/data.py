@@ -95,8 +95,19 @@ def walk_images(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
             if looks_like_image(path):
                 found.append(path)
             elif path.suffix.lower() in _IMAGE_SUFFIXES:
-                bad.append((path, "not an image"))
+                bad.append((path, "empty file (0 bytes)" if path.stat().st_size == 0 else "not an image"))
     return found, bad
+
+
+NAMED_SKIPPED = 5  # unreadable files a warning names before "and N more"
+
+
+def skipped_note(skipped: Sequence[tuple[Path, str]]) -> str:
+    """The warning for files a dataset skipped: how many, and the first few with their reasons."""
+    n = len(skipped)
+    named = "; ".join(f"{p}: {reason}" for p, reason in skipped[:NAMED_SKIPPED])
+    more = f"; and {n - NAMED_SKIPPED} more" if n > NAMED_SKIPPED else ""
+    return f"skipped {n} unreadable image{'s' * (n > 1)}: {named}{more}"
 
 
 def _check_classes(folder: Path, images: dict[str, list[Path]]) -> None:

@@ -104,8 +104,7 @@ def validate_classifier(loaded, model: str, data, device: str, batch_size: int, 
         cache = folder_data.decode_split(target, pp, workers or os.cpu_count() or 1, advance)
     skipped = bad + cache.skipped
     if skipped:
-        path, reason = skipped[0]
-        say.warn(f"skipped {len(skipped)} unreadable image{'s' * (len(skipped) > 1)} (first: {path}: {reason})")
+        say.warn(folder_data.skipped_note(skipped))
     if not len(cache.labels):
         raise DatasetError(f"no readable images in {split.folder}")
     dev = distributed.pick_device(device, distributed.Dist())
