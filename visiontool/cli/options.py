@@ -122,8 +122,8 @@ Calibration = Annotated[
                  "--int8 is dynamic and benchmark's onnx-int8 uses generated images."),
 ]
 Task = Annotated[
-    Optional[Literal["classify", "detect"]],
-    typer.Option(case_sensitive=False, metavar="classify|detect", show_default=False,
+    Optional[Literal["classify", "detect", "segment"]],
+    typer.Option(case_sensitive=False, metavar="classify|detect|segment", show_default=False,
                  help="The task: what train trains (default classify), which models `models` lists "
                  "(default: all)."),
 ]
