@@ -11,15 +11,14 @@ import sys
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
-from torch import nn
 from typer.testing import CliRunner
 
 from visiontool import checkpoint, pipeline
 from visiontool.cli.app import app
 from visiontool.modelinfo import ModelInfo
 from visiontool.models import registry
+from visiontool.models.unet import ARCH, UNet
 from visiontool.preprocess import Preprocess
 from visiontool.tasks.segment import CSV_COLUMNS, MIN_PIXEL_AGREEMENT, Segment
 
@@ -29,44 +28,29 @@ UPRIGHT = (200, 120)  # the test scene as seen upright: width, height
 OBJECT = (30, 20, 110, 70)  # its white rectangle: x1, y1, x2, y2
 
 
-class TinySeg(nn.Module):
-    """A small segmentation network of the agreed form: logits (N, C, H, W) at input resolution."""
-
-    def __init__(self, num_classes: int = 3) -> None:
-        super().__init__()
-        self.down = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU())
-        self.head = nn.Conv2d(8 + 3, num_classes, 1)
-
-    def forward(self, x):
-        y = F.interpolate(self.down(x), size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return self.head(torch.cat([y, x], 1))
-
-
-TINY_PREPROCESS = Preprocess(crop=48, resize=48, fit="shorter")
+TINY_PREPROCESS = Preprocess(crop=48, resize=48, fit="shorter")  # any fit works: this one resizes
+TINY_WIDTHS = (4, 8)  # a UNet of a few hundred parameters
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """A random-weights segmentation checkpoint (task "segment") and a few small images: two
+    """A random-weights UNet checkpoint (task "segment") and a few small images: two
     JPEGs of different shapes, one stored rotated with an EXIF orientation, and a broken file."""
     root = tmp_path_factory.mktemp("segment")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(registry.OWN_ARCHS, "tinyseg", registry.OwnArch(
-            registry.TASK_SEGMENT, "test_segment:TinySeg", TINY_PREPROCESS, 3, "test model"))
-        torch.manual_seed(0)
-        ckpt = root / "tiny.safetensors"
-        checkpoint.save(ckpt, TinySeg().state_dict(), {
-            "arch": "tinyseg", "task": "segment", "num_classes": 3, "labels": LABELS,
-            "preprocess": TINY_PREPROCESS.to_dict(), "arch_kwargs": {}})
-        images = root / "images"
-        images.mkdir()
-        rng = np.random.default_rng(0)
-        for name, (w, h) in (("a.jpg", (64, 48)), ("b.png", (40, 56))):
-            coarse = rng.integers(0, 256, (4, 5, 3), dtype=np.uint8)
-            Image.fromarray(coarse).resize((w, h), Image.Resampling.BICUBIC).save(images / name)
-        _scene(images / "c.jpg", 6)
-        (images / "d.jpg").write_bytes(b"\xff\xd8\xff not really a JPEG")
-        yield ckpt, images
+    torch.manual_seed(0)
+    ckpt = root / "tiny.safetensors"
+    checkpoint.save(ckpt, UNet(len(LABELS), widths=TINY_WIDTHS).state_dict(), {
+        "arch": ARCH, "task": "segment", "num_classes": len(LABELS), "labels": LABELS,
+        "preprocess": TINY_PREPROCESS.to_dict(), "arch_kwargs": {"widths": list(TINY_WIDTHS)}})
+    images = root / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for name, (w, h) in (("a.jpg", (64, 48)), ("b.png", (40, 56))):
+        coarse = rng.integers(0, 256, (4, 5, 3), dtype=np.uint8)
+        Image.fromarray(coarse).resize((w, h), Image.Resampling.BICUBIC).save(images / name)
+    _scene(images / "c.jpg", 6)
+    (images / "d.jpg").write_bytes(b"\xff\xd8\xff not really a JPEG")
+    return ckpt, images
 
 
 def _scene(path, orientation: int) -> None:
@@ -124,11 +108,8 @@ def test_masks_come_back_in_the_upright_original_pixels(tmp_path, orientation, f
 def test_rows_masks_overlays_and_error_rows(tiny, tmp_path):
     ckpt, images = tiny
     rows_file, save = tmp_path / "rows.jsonl", tmp_path / "pictures"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(registry.OWN_ARCHS, "tinyseg", registry.OwnArch(
-            registry.TASK_SEGMENT, "test_segment:TinySeg", TINY_PREPROCESS, 3, "test model"))
-        result = runner.invoke(app, ["segment", str(images), "-m", str(ckpt), "--save-dir", str(save),
-                                     "-o", str(rows_file), "--workers", "0", "--alpha", "0.7"])
+    result = runner.invoke(app, ["segment", str(images), "-m", str(ckpt), "--save-dir", str(save),
+                                 "-o", str(rows_file), "--workers", "0", "--alpha", "0.7"])
     assert result.exit_code == 3, result.output  # one broken file: done, but some inputs skipped
     rows = {r["path"].rsplit("/", 1)[1]: r for r in map(json.loads, rows_file.read_text().splitlines())}
     assert sorted(rows) == ["a.jpg", "b.png", "c.jpg", "d.jpg"]
@@ -158,11 +139,8 @@ def test_rows_masks_overlays_and_error_rows(tiny, tmp_path):
 def test_csv_and_the_default_mask_folder(tiny, tmp_path):
     ckpt, images = tiny
     out = tmp_path / "res.csv"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(registry.OWN_ARCHS, "tinyseg", registry.OwnArch(
-            registry.TASK_SEGMENT, "test_segment:TinySeg", TINY_PREPROCESS, 3, "test model"))
-        result = runner.invoke(app, ["segment", str(images / "a.jpg"), str(images / "d.jpg"), "-m", str(ckpt),
-                                     "-o", str(out), "--workers", "0", "--classes", "cat"])
+    result = runner.invoke(app, ["segment", str(images / "a.jpg"), str(images / "d.jpg"), "-m", str(ckpt),
+                                 "-o", str(out), "--workers", "0", "--classes", "cat"])
     assert result.exit_code == 3, result.output
     folder = tmp_path / "res-masks"
     assert f"masks go to {folder}/" in result.stderr
@@ -181,15 +159,12 @@ def test_csv_and_the_default_mask_folder(tiny, tmp_path):
 def test_onnx_masks_agree_with_pytorch_without_importing_torch(tiny, tmp_path):
     ckpt, images = tiny
     onnx_file = tmp_path / "tiny.onnx"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(registry.OWN_ARCHS, "tinyseg", registry.OwnArch(
-            registry.TASK_SEGMENT, "test_segment:TinySeg", TINY_PREPROCESS, 3, "test model"))
-        result = runner.invoke(app, ["export", str(ckpt), "-o", str(onnx_file), "--json"])
-        assert result.exit_code == 0, result.output
-        import visiontool
+    result = runner.invoke(app, ["export", str(ckpt), "-o", str(onnx_file), "--json"])
+    assert result.exit_code == 0, result.output
+    import visiontool
 
-        paths = [str(images / n) for n in ("a.jpg", "b.png", "c.jpg")]
-        torch_rows = list(visiontool.segment(paths, model=str(ckpt), save_dir=tmp_path / "torch", workers=0))
+    paths = [str(images / n) for n in ("a.jpg", "b.png", "c.jpg")]
+    torch_rows = list(visiontool.segment(paths, model=str(ckpt), save_dir=tmp_path / "torch", workers=0))
     check = json.loads(result.stdout)["verification"]
     assert check["passed"] and check["top1_agreement"] >= MIN_PIXEL_AGREEMENT
     assert "99.5%" in check["criterion"]
@@ -223,7 +198,7 @@ def test_registry_lists_torchvision_segmenters_with_their_preprocessing():
     assert result.exit_code == 0, result.output
     names = {r["name"] for r in json.loads(result.stdout)}
     assert {"fcn_resnet50", "fcn_resnet101", "deeplabv3_resnet50", "deeplabv3_resnet101",
-            "deeplabv3_mobilenet_v3_large", "lraspp_mobilenet_v3_large"} <= names
+            "deeplabv3_mobilenet_v3_large", "lraspp_mobilenet_v3_large", "unet"} <= names
     spec = registry.get_spec("lraspp_mobilenet_v3_large")
     assert spec.task == "segment" and spec.labels[:2] == ("__background__", "aeroplane") and len(spec.labels) == 21
     assert spec.preprocess.fit == "shorter" and spec.preprocess.resize == 520
