@@ -219,3 +219,11 @@ def test_weights_none_gives_logits_at_input_resolution_for_any_shape():
         assert loaded.module(torch.rand(2, 3, 40, 56)).shape == (2, 21, 40, 56)
         padded = loaded.module([torch.rand(3, 40, 56), torch.rand(3, 48, 40)])
     assert padded.shape == (2, 21, 48, 56) and not padded[0, :, 40:].any() and not padded[1, :, :, 40:].any()
+
+
+def test_class_map_is_numpys_argmax_ties_included():
+    from visiontool.tasks.segment import class_map
+
+    rng = np.random.default_rng(2)
+    logits = rng.integers(0, 4, (5, 30, 40)).astype(np.float32)  # many ties: the lower class wins
+    assert np.array_equal(class_map(logits), logits.argmax(0).astype(np.uint8))

@@ -44,6 +44,24 @@ def mask_dir(save_dir: str | Path | None, output: str | Path | None) -> Path:
     return Path(DEFAULT_MASK_DIR)
 
 
+def class_map(channels) -> np.ndarray:
+    """The argmax over classes of per-class score maps (an iterable of HxW float32 arrays, e.g.
+    the C of a CHW array), as uint8; ties go to the lower class, as numpy's argmax. A running
+    maximum in OpenCV: about 3x faster than `np.argmax(axis=0)`, which strides across planes."""
+    import cv2
+
+    channels = iter(channels)
+    best = np.array(next(channels), dtype=np.float32)
+    found = np.zeros(best.shape, np.uint8)
+    value = np.empty_like(found)
+    for c, scores in enumerate(channels, start=1):
+        higher = cv2.compare(scores, best, cv2.CMP_GT)
+        value.fill(c)
+        cv2.copyTo(value, higher, found)
+        cv2.max(best, scores, dst=best)
+    return found
+
+
 def to_original(logits: np.ndarray, geometry) -> np.ndarray:
     """(C, H, W) logits in input pixels -> (height, width) uint8 class mask in original pixels.
 
@@ -64,13 +82,13 @@ def to_original(logits: np.ndarray, geometry) -> np.ndarray:
     region = logits[:, y0:y1, x0:x1]
     m = np.array([[g.scale_x, 0.0, g.left - x0 + 0.5 * g.scale_x - 0.5],
                   [0.0, g.scale_y, g.top - y0 + 0.5 * g.scale_y - 0.5]])
-    flags, size = cv2.WARP_INVERSE_MAP, (g.width, g.height)
+    size = (g.width, g.height)
     if g.scale_x < 1 or g.scale_y < 1:
-        hwc = np.ascontiguousarray(region.transpose(1, 2, 0), dtype=np.float32)
-        warped = cv2.warpAffine(hwc, m, size, flags=flags | cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        return (warped.argmax(-1) if warped.ndim == 3 else np.zeros(warped.shape, np.int64)).astype(np.uint8)
-    classes = region.argmax(0).astype(np.uint8)
-    return cv2.warpAffine(classes, m, size, flags=flags | cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
+        flags = cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR
+        return class_map(cv2.warpAffine(np.ascontiguousarray(c, dtype=np.float32), m, size, flags=flags,
+                                        borderMode=cv2.BORDER_REPLICATE) for c in region)
+    return cv2.warpAffine(class_map(region), m, size, flags=cv2.WARP_INVERSE_MAP | cv2.INTER_NEAREST,
+                          borderMode=cv2.BORDER_REPLICATE)
 
 
 def class_shares(mask: np.ndarray, labels: list[str]) -> list[dict]:
