@@ -156,7 +156,7 @@ def _model(cfg, spec, num_classes: int):
         from visiontool.models.loader import load_model
 
         loaded = load_model(cfg.model, None, quiet=cfg.quiet, num_classes=num_classes)
-        module = loaded.module
+        module = getattr(loaded.module, "model", loaded.module)  # the network, not its inference adapter
         kwargs = dict(loaded.info.extra.get("arch_kwargs") or {})
     else:
         module = registry.build(spec.arch, num_classes, **kwargs)
