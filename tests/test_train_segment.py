@@ -251,3 +251,23 @@ def test_an_interrupted_run_resumes_to_the_same_numbers(trained, tmp_path):
 def test_train_help_offers_the_segment_task():
     result = CliRunner().invoke(app, ["train", "--help"], terminal_width=200)
     assert "classify|detect|segment" in result.output
+
+
+def test_torchvision_models_get_resized_classifiers_and_the_auxiliary_loss():
+    import torch.nn.functional as F
+
+    from visiontool.models import registry
+    from visiontool.train.segment import AUX_WEIGHT, SegmentTraining, _model
+
+    cfg = TrainConfig(task="segment", data="unused", model="deeplabv3_mobilenet_v3_large")
+    module, kwargs, _, _ = _model(cfg, registry.get_spec(cfg.model), 3)
+    assert kwargs == {"aux_loss": True}
+    module.train()
+    x, y = torch.randn(2, 3, 64, 64), torch.randint(0, 3, (2, 64, 64))
+    y[0, 0] = 255
+    main, aux = SegmentTraining.forward(None, module, x, y)
+    assert main.shape == aux.shape == (2, 3, 64, 64)
+    loss, sums = SegmentTraining.loss(None, (main, aux), y)
+    want = F.cross_entropy(main, y, ignore_index=255) + AUX_WEIGHT * F.cross_entropy(aux, y, ignore_index=255)
+    assert float(loss) == pytest.approx(float(want), rel=1e-5)
+    assert float(sums[0]) == pytest.approx(2 * float(want), rel=1e-5)

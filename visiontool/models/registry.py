@@ -142,7 +142,7 @@ OWN_ARCHS = {
                        Preprocess(crop=320, resize=320, fit="letterbox"), 80,
                        "GridDet, a small anchor-free detector for the CPU, random init; "
                        "train it with `visiontool train --task detect`"),
-    "unet": OwnArch("segment", "visiontool.models.unet:UNet",
+    "unet": OwnArch(TASK_SEGMENT, "visiontool.models.unet:UNet",
                     Preprocess(crop=160, resize=160, fit="none"), 21,
                     "UNet, a small U-Net for semantic segmentation on the CPU, random init; "
                     "train it with `visiontool train --task segment`"),

@@ -227,14 +227,12 @@ def predict_split(module, split: segment_data.Decoded, normalize: Normalize, num
 
 def truth_vs_prediction(images, truths, preds, labels: list[str], path: Path) -> None:
     """One row per validation image: the image, its true mask, the predicted mask, the masks in
-    class colours (ignored pixels white), with a legend of the classes shown."""
+    mask colours of `segment`'s masks, with a legend of the classes shown."""
     from matplotlib.patches import Patch
 
-    from visiontool.render import class_colors
+    from visiontool.render import mask_palette
 
-    colors = np.zeros((256, 3), np.uint8)
-    colors[: len(labels)] = class_colors(len(labels))
-    colors[IGNORE] = 255
+    colors = mask_palette(256)
     fig = report._figure(9, 2.6 * len(images) + 0.6)
     axes = fig.subplots(len(images), 3, squeeze=False)
     for row, image, truth, pred in zip(axes, images, truths, preds):
@@ -283,7 +281,8 @@ class SegmentationReport:
 
 def validate(loaded, model: str, data, device, batch_size: int, workers: int | None, say) -> SegmentationReport:
     """Pixel accuracy, per-class IoU and mIoU of a segmentation model on a dataset's val split
-    (or, for a checkpoint trained without val/, the pairs its run held out)."""
+    (for a checkpoint trained without val/, the pairs its run held out), or on one folder of
+    images/ and masks/."""
     from visiontool.train import distributed
     from visiontool.train.validate import _training_split_options
 
@@ -309,5 +308,6 @@ def validate(loaded, model: str, data, device, batch_size: int, workers: int | N
     module = loaded.module.to(dev).to(memory_format=torch.channels_last)
     with say.bar("evaluating", len(split.images)):
         confusion, _, _ = predict_split(module, split, Normalize(loaded.info.preprocess, dev), len(labels), dev)
-    return SegmentationReport(model, loaded.info.arch, f"{data} ({ds.val_source})", len(split.images), labels,
+    source = str(data) if ds.val_source == str(ds.root) else f"{data} ({ds.val_source})"
+    return SegmentationReport(model, loaded.info.arch, source, len(split.images), labels,
                               confusion.confusion.cpu().tolist(), split.skipped)

@@ -8,6 +8,8 @@ Layout:
     DATA/val/images, DATA/val/masks    optional (also valid/, validation/); without it,
                                        --val-fraction of train is held out (seeded)
 
+`val` also takes one split folder of images/ and masks/ (classes.txt in it or beside it).
+
 A mask holds one class index per pixel: an 8-bit grey ("L") or palette ("P") PNG whose pixel
 values are the indices (a palette PNG shows colours but stores indices), 255 = ignore (not
 scored, no loss). Without classes.txt the classes are named by their indices 0..max.
@@ -66,6 +68,10 @@ def scan_segmentation(root: str | os.PathLike, val_fraction: float = 0.2, seed: 
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"dataset folder not found: {root}")
+    if (root / "images").is_dir() and not (root / "train").is_dir():
+        # one split on its own (what `val` scores): its classes.txt, or its dataset's
+        classes = _read_classes(root / CLASSES_FILE) if (root / CLASSES_FILE).is_file() else _read_classes(root.parent / CLASSES_FILE)
+        return SegmentationDataset(root, classes or [], [], _pairs(root), str(root), named=classes is not None)
     train_dir = root / "train"
     if not (train_dir / "images").is_dir():
         raise DatasetError(f"no train/images/ folder in {root} (expected {root}/train/images/ and {root}/train/masks/)")
