@@ -1,6 +1,7 @@
 """Write "digit scenes": MNIST digits pasted onto photos and textures, for detection and segmentation.
 
     python scripts/digit_scenes.py data/scenes --train 2000 --val 200 --heldout 200 --size 256 --masks
+    python scripts/digit_scenes.py data/digit-seg --format seg --train 2000 --val 100 --heldout 200
     python scripts/digit_scenes.py samples/scenes --samples
 
 Each scene is a random crop of a background photo or texture (random size, 160..640 px a side,
@@ -21,11 +22,14 @@ train and val never use (HELDOUT_BACKGROUNDS below). train and val share one poo
 4,000 digits and the other images. Plain gradient backgrounds, drawn from numbers rather than
 images, appear in every split.
 
-Output (the images are shared by both layouts):
+Output (the images are shared by the yolo and coco layouts):
   OUT/images/<split>/<stem>.jpg               JPEG, quality 60..95
   OUT/labels/<split>/<stem>.txt + data.yaml   YOLO: "class cx cy w h", normalised (--format yolo)
   OUT/annotations/instances_<split>.json      COCO: bbox [x, y, w, h] in pixels, area = w * h
   OUT/masks/<split>/<stem>.png                palette PNG, 0 = background, 1 + digit (--masks)
+--format seg writes the segmentation layout of `visiontool train --task segment` instead:
+  OUT/<split>/images/<stem>.jpg, OUT/<split>/masks/<stem>.png (the palette PNG above) and
+  OUT/classes.txt (background, 0, ..., 9: line k names mask value k)
 
 A scene without digits gets an empty label file. --samples writes the six held-out scenes of
 samples/scenes/ (320x240 to 640x480, one on each held-out image, JPEG quality 85), named
@@ -316,9 +320,12 @@ def write_dataset(
     size: side of square scenes, or None for random sizes (160..640 px a side).
     """
     out = Path(out)
-    unknown = set(formats) - {"yolo", "coco"}
+    unknown = set(formats) - {"yolo", "coco", "seg"}
     if unknown:
-        raise ValueError(f"unknown format(s) {', '.join(sorted(unknown))}: expected yolo, coco")
+        raise ValueError(f"unknown format(s) {', '.join(sorted(unknown))}: expected yolo, coco or seg")
+    seg = "seg" in formats
+    if seg and len(formats) > 1:
+        raise ValueError("--format seg is a layout of its own: it cannot be combined with yolo or coco")
     splits = [split for split in SPLIT_IDS if counts.get(split, 0) > 0]
     for split in counts:
         if split not in SPLIT_IDS:
@@ -326,12 +333,13 @@ def write_dataset(
     digits = 0
     for split in splits:
         pools = load_pools(split)
-        images_dir = out / "images" / split
+        images_dir = out / split / "images" if seg else out / "images" / split
+        masks_dir = out / split / "masks" if seg else out / "masks" / split
         images_dir.mkdir(parents=True, exist_ok=True)
         if "yolo" in formats:
             (out / "labels" / split).mkdir(parents=True, exist_ok=True)
-        if masks:
-            (out / "masks" / split).mkdir(parents=True, exist_ok=True)
+        if masks or seg:
+            masks_dir.mkdir(parents=True, exist_ok=True)
         coco_images, coco_annotations = [], []
         for i in range(counts[split]):
             rng = np.random.default_rng([seed, SPLIT_IDS[split], i])
@@ -341,8 +349,8 @@ def write_dataset(
             _save_jpeg(scene.image, images_dir / f"{stem}.jpg", int(rng.integers(60, 96)))
             if "yolo" in formats:
                 (out / "labels" / split / f"{stem}.txt").write_text(_yolo_lines(scene))
-            if masks:
-                _save_mask(scene.mask, out / "masks" / split / f"{stem}.png")
+            if masks or seg:
+                _save_mask(scene.mask, masks_dir / f"{stem}.png")
             coco_images.append({"id": i + 1, "file_name": f"{stem}.jpg", "width": width, "height": height})
             for (x0, y0, x1, y1), label in zip(scene.boxes.tolist(), scene.labels.tolist()):
                 coco_annotations.append({
@@ -362,6 +370,9 @@ def write_dataset(
             lines.append("heldout: images/heldout")
         lines.append("names: [" + ", ".join(f"'{name}'" for name in NAMES) + "]")
         (out / "data.yaml").write_text("\n".join(lines) + "\n")
+    if seg:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "classes.txt").write_text("\n".join(["background", *NAMES]) + "\n")
     summary = ", ".join(f"{counts[split]} {split}" for split in splits) or "no"
     print(f"wrote {summary} scenes ({digits} digits) under {out}", file=sys.stderr)
 
@@ -397,7 +408,7 @@ def main() -> None:
     parser.add_argument("--heldout", type=int, default=200, help="scenes in heldout (default 200; 0 for none)")
     parser.add_argument("--size", type=int, default=None, help="square scenes of SIZE px (default: random sizes)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--format", default="yolo,coco", help="yolo, coco or both (default yolo,coco)")
+    parser.add_argument("--format", default="yolo,coco", help="yolo, coco or both (default yolo,coco); or seg: the segmentation layout")
     parser.add_argument("--masks", action="store_true", help="also write segmentation masks")
     parser.add_argument("--samples", action="store_true", help="write the six sample scenes to OUT instead")
     args = parser.parse_args()

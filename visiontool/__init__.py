@@ -1,4 +1,4 @@
-"""visiontool: classify, detect, train and export convolutional networks from the command line.
+"""visiontool: classify, detect, segment, train and export convolutional networks from the command line.
 
 Each command is also a library call that yields rows (dicts, as README's "Output schema"):
 
@@ -7,6 +7,8 @@ Each command is also a library call that yields rows (dicts, as README's "Output
         print(row["path"], row["top"][0]["label"])
     for row in visiontool.detect(["street.jpg"], model="fasterrcnn_resnet50_fpn", conf=0.5):
         print(row["detections"])
+    for row in visiontool.segment(["street.jpg"], model="lraspp_mobilenet_v3_large", save_dir="out/"):
+        print(row["mask"], row["classes"][0]["label"])
 
 Importing the package imports nothing heavy; a call loads what its model needs.
 """
@@ -30,3 +32,13 @@ def detect(sources, model: str = "griddet-digits", conf: float | None = None, io
     from visiontool.tasks.detect import Detect
 
     return Inference(Detect(conf, iou, classes, max_det, save_dir, save_crops), sources, model, **options).rows()
+
+
+def segment(sources, model: str = "lraspp_mobilenet_v3_large", save_dir=None, alpha: float = 0.5,
+            classes=None, **options):
+    """A class per pixel: masks (and overlays) in `save_dir`, or masks in ./segment-out without
+    it; rows with the classes present. `options` are those of `visiontool.infer.Inference`."""
+    from visiontool.infer import Inference
+    from visiontool.tasks.segment import Segment
+
+    return Inference(Segment(save_dir, alpha, classes), sources, model, **options).rows()

@@ -2,13 +2,16 @@
 geometry that maps the model's pixel coordinates back to the original image.
 
 Both backends and the training engine's evaluation use it, so a model sees the same
-numbers whether it runs in PyTorch or onnxruntime. Three ways to fit an image to the model:
+numbers whether it runs in PyTorch or onnxruntime. Four ways to fit an image to the model:
 - "crop": torchvision's `ImageClassification` transform (resize shorter side with
   antialiasing, center crop, scale to [0, 1], normalize), reproduced with Pillow, which is
   what torchvision itself calls for PIL images: the same bits;
 - "letterbox": the longer side scaled to `crop`, the rest padded with the mean colour (which
   normalizes to 0), so nothing of the image is lost (detectors);
-- "none": the image at its own size (models that resize inside, like torchvision's detectors).
+- "none": the image at its own size (models that resize inside, like torchvision's detectors,
+  or that take any size, like UNet checkpoints);
+- "shorter": the shorter side resized to `resize`, the longer in proportion, no crop
+  (torchvision's `SemanticSegmentation` transform: segmentation models see the whole image).
 No torch import here.
 """
 
@@ -31,7 +34,7 @@ _INTERPOLATION = {
 }
 
 
-FITS = ("crop", "letterbox", "none")
+FITS = ("crop", "letterbox", "none", "shorter")
 
 
 class Geometry(NamedTuple):
@@ -54,7 +57,7 @@ class Geometry(NamedTuple):
 
 @dataclass(frozen=True)
 class Preprocess:
-    crop: int  # side of the square the model sees ("none": unused)
+    crop: int  # side of the square the model sees ("shorter": its shorter side; "none": unused)
     resize: int  # shorter side is resized to this before the center crop (== crop: no margin)
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
@@ -72,20 +75,27 @@ class Preprocess:
         return "L" if self.channels == 1 else "RGB"
 
     @property
+    def square(self) -> bool:
+        """Whether every image becomes a crop x crop input; False: the input's shape follows the
+        image ("none", "shorter"), so an exported graph needs dynamic height and width."""
+        return self.fit in ("crop", "letterbox")
+
+    @property
     def draft(self) -> tuple[int, int] | None:
         """The smallest decoded size this preprocessing needs (JPEGs may decode at a reduced
         DCT scale down to it); None: full size."""
         if self.fit == "none":
             return None
-        side = self.resize if self.fit == "crop" else self.crop
+        side = self.resize if self.fit in ("crop", "shorter") else self.crop
         return (side, side)
 
     def at_size(self, size: int) -> "Preprocess":
         """The same preprocessing for a model input of side `size`: a crop keeps its
-        resize/crop ratio (256/224 stays 256/224), a letterbox fills `size`, "none" has no size."""
+        resize/crop ratio (256/224 stays 256/224), a letterbox fills `size`, "shorter" resizes
+        the shorter side to `size`, "none" has no size."""
         if self.fit == "none":
             return self
-        resize = size if self.fit == "letterbox" else round(size * self.resize / self.crop)
+        resize = size if self.fit in ("letterbox", "shorter") else round(size * self.resize / self.crop)
         return replace(self, crop=size, resize=resize)
 
     def to_dict(self) -> dict:
@@ -120,7 +130,7 @@ class Preprocess:
             img = img.convert(self.mode)
         w0, h0 = img.size
         ow, oh = original or img.size
-        fit = {"crop": self._crop, "letterbox": self._letterbox, "none": self._as_is}[self.fit]
+        fit = {"crop": self._crop, "letterbox": self._letterbox, "none": self._as_is, "shorter": self._shorter}[self.fit]
         img, sx, sy, left, top = fit(img)
         return self._normalize(img), Geometry(ow, oh, sx * w0 / ow, sy * h0 / oh, left, top)
 
@@ -153,6 +163,13 @@ class Preprocess:
         left, top = (c - w) // 2, (c - h) // 2
         canvas.paste(img, (left, top))
         return canvas, w / w0, h / h0, left, top
+
+    def _shorter(self, img: Image.Image):
+        w0, h0 = img.size
+        size = self.resized_size(w0, h0)
+        if size != img.size:
+            img = img.resize(size, _INTERPOLATION[self.interpolation], reducing_gap=None)
+        return img, size[0] / w0, size[1] / h0, 0, 0
 
     def _as_is(self, img: Image.Image):
         return img, 1.0, 1.0, 0, 0

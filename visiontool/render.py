@@ -1,6 +1,7 @@
-"""Pictures of results: boxes and labels drawn on images, crops, output names, review sheets.
+"""Pictures of results: boxes and labels drawn on images, class masks, crops, output names,
+review sheets.
 
-numpy and OpenCV only, never torch: results are drawn on the torch-free ONNX path too, and in
+numpy and OpenCV (Pillow for palette PNGs), never torch: results are drawn on the torch-free ONNX path too, and in
 worker processes where importing torch would cost seconds per process. Images are HxWx3 uint8
 RGB arrays throughout (OpenCV's BGR order appears only inside `save_image`).
 
@@ -8,6 +9,9 @@ A detection is a dict `{"box": [x1, y1, x2, y2], "label": str, "index": int, "sc
 Box coordinates are pixel edges of the image it is drawn on: x1 is the left edge of the first
 column covered and x2 the right edge of the last one, so a box covering a whole W x H image is
 [0, 0, W, H]. `score` may be missing or None (ground truth): the label is then the name alone.
+
+A class mask is an HxW uint8 array of class indices, 0 = background and 255 = ignore (pixels
+without a label), coloured with `mask_palette`.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from typing import Iterable, Sequence
 
 import cv2
 import numpy as np
+
+from PIL import Image
 
 from visiontool.fsutil import atomic_write
 
@@ -87,6 +93,61 @@ def text_color(fill: Sequence[int]) -> tuple[int, int, int]:
     on_black = (lum + 0.05) / 0.05
     on_white = 1.05 / (lum + 0.05)
     return _BLACK if on_black >= on_white else _WHITE
+
+
+# --------------------------------------------------------------------------- mask colours
+
+IGNORE_INDEX = 255  # mask value of pixels without a label
+
+
+def _voc_color(index: int) -> tuple[int, int, int]:
+    """The PASCAL VOC colour of a mask value: its bits, three at a time, fill r, g and b from
+    the top bit down. 0 is black, 1 dark red, 2 dark green, ...; 255 (ignore) comes out as
+    VOC's own light cream (224, 224, 192), unlike any class colour of a small model.
+    """
+    r = g = b = 0
+    for shift in range(7, -1, -1):
+        r |= (index & 1) << shift
+        g |= ((index >> 1) & 1) << shift
+        b |= ((index >> 2) & 1) << shift
+        index >>= 3
+    return r, g, b
+
+
+def mask_palette(n: int = 256) -> np.ndarray:
+    """(n, 3) uint8 RGB: the colour of mask values 0..n-1, VOC-style (0 black, 255 = ignore cream).
+
+    Row i is the same for every n, and a palette PNG written with it shows the same colours as
+    the PASCAL VOC ground-truth masks.
+    """
+    if not 0 <= n <= 256:
+        raise ValueError(f"a mask palette has 0 to 256 colours, not {n}")
+    return np.array([_voc_color(i) for i in range(n)], dtype=np.uint8).reshape(n, 3)
+
+
+_MASK_LUT = mask_palette(256)
+
+
+def _as_mask(mask: np.ndarray) -> np.ndarray:
+    mask = np.asarray(mask)
+    if mask.dtype != np.uint8 or mask.ndim != 2 or mask.shape[0] < 1 or mask.shape[1] < 1:
+        raise ValueError(f"a class mask must be a non-empty HxW uint8 array, not {mask.dtype} {mask.shape}")
+    return mask
+
+
+def color_mask(mask: np.ndarray) -> np.ndarray:
+    """HxWx3 uint8 RGB picture of an HxW class-index mask in `mask_palette` colours."""
+    mask = _as_mask(mask)
+    return cv2.LUT(cv2.merge([mask, mask, mask]), _MASK_LUT.reshape(256, 1, 3))  # ~6x a numpy lookup
+
+
+def classes_by_area(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(class index, pixel count) of every value present in `mask`, largest first (ties: lower
+    index first)."""
+    counts = np.bincount(_as_mask(mask).ravel(), minlength=256)
+    present = np.flatnonzero(counts)
+    order = sorted(present.tolist(), key=lambda i: (-int(counts[i]), i))
+    return [(i, int(counts[i])) for i in order]
 
 
 # --------------------------------------------------------------------------- geometry
@@ -271,6 +332,78 @@ def crop_detections(image: np.ndarray, detections: list[dict]) -> list[tuple[str
     return crops
 
 
+def _mask_legend(entries: Sequence[tuple[str, tuple[int, int, int]]], style: _Style, height: int) -> np.ndarray:
+    """A dark box listing a colour swatch and a name per entry, one per line, as tall as fits
+    `height`; entries that do not fit become a last "+k more" line."""
+    (_, th), baseline = cv2.getTextSize("Ag", _FONT, style.font_scale, style.font_thickness)
+    line = th + baseline + max(2, th // 3)
+    pad = max(3, th // 2)
+    fits = max(1, (height - 2 * pad) // line)
+    lines = [(name, color) for name, color in entries]
+    if len(lines) > fits:
+        more = len(lines) - (fits - 1)
+        lines = lines[: fits - 1] + [(f"+{more} more", None)]
+    swatch = th + baseline
+    widths = [cv2.getTextSize(name.encode("ascii", "replace").decode("ascii"), _FONT,
+                              style.font_scale, style.font_thickness)[0][0] for name, _ in lines]
+    box = np.empty((2 * pad + len(lines) * line, 3 * pad + swatch + max(widths), 3), np.uint8)
+    box[:] = _SHEET_BACKGROUND
+    for k, (name, color) in enumerate(lines):
+        top = pad + k * line
+        if color is not None:
+            box[top : top + swatch, pad : pad + swatch] = color
+        cv2.putText(box, name.encode("ascii", "replace").decode("ascii"),
+                    (2 * pad + swatch, top + th), _FONT, style.font_scale, _LEGEND_TEXT,
+                    style.font_thickness, cv2.LINE_AA)
+    return box
+
+
+def overlay_mask(
+    image: np.ndarray,
+    mask: np.ndarray,
+    labels: Sequence[str],
+    alpha: float = 0.5,
+    *,
+    background: int | None = 0,
+    present: Sequence[int] | None = None,
+) -> np.ndarray:
+    """A new RGB image: `mask`'s class colours blended over `image`, with a legend top-left.
+
+    Each labelled pixel becomes (1 - alpha) * image + alpha * colour; pixels of class
+    `background` stay as they were, so the picture shows what was found (None colours them
+    too). Ignore pixels (255) are blended in the ignore colour. The legend names the classes
+    present, in the order of `present` (default: largest area first), `labels[i]` naming class
+    i (its number when there is no such label). `image` and `mask` must have one size.
+    """
+    canvas = _as_rgb(image)
+    mask = _as_mask(mask)
+    if mask.shape != canvas.shape[:2]:
+        raise ValueError(f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
+                         f"{canvas.shape[1]}x{canvas.shape[0]}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be between 0 and 1, not {alpha}")
+    if present is None:
+        present = [i for i, _ in classes_by_area(mask)]
+    shown = [int(i) for i in present if i != background]
+    if not shown:
+        return canvas
+    blended = cv2.addWeighted(canvas, 1.0 - alpha, color_mask(mask), alpha, 0.0)
+    if background is not None:
+        cv2.copyTo(canvas, (mask == background).view(np.uint8), blended)
+    canvas = blended
+
+    def name(i: int) -> str:
+        if i == IGNORE_INDEX:
+            return "ignore"
+        return str(labels[i]) if 0 <= i < len(labels) else str(i)
+
+    style = _Style.for_size(*canvas.shape[:2])
+    legend = _mask_legend([(name(i), tuple(int(c) for c in _MASK_LUT[i])) for i in shown],
+                          style, canvas.shape[0])
+    _paste(canvas, legend, 0, 0)
+    return canvas
+
+
 # --------------------------------------------------------------------------- files
 
 
@@ -300,6 +433,22 @@ def save_image(path: str | os.PathLike, image_rgb: np.ndarray, like: str | None 
         raise ValueError(f"could not encode a {image.shape} image for {path}")
     with atomic_write(path) as tmp:
         tmp.write_bytes(data.tobytes())
+    return path
+
+
+def save_mask(path: str | os.PathLike, mask: np.ndarray) -> Path:
+    """Write a class-index mask as a palette PNG; returns the path.
+
+    Pixel values are the class indices themselves (mode "P"), so any reader that loads the raw
+    values gets the mask back, while viewers show it in `mask_palette` colours. Written
+    atomically: the file is whole or absent.
+    """
+    path = Path(path)
+    mask = _as_mask(mask)
+    picture = Image.frombytes("P", (mask.shape[1], mask.shape[0]), np.ascontiguousarray(mask).tobytes())
+    picture.putpalette(_MASK_LUT.tobytes())
+    with atomic_write(path) as tmp:
+        picture.save(tmp, format="PNG", compress_level=_PNG_COMPRESSION)
     return path
 
 

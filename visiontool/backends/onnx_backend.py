@@ -128,16 +128,18 @@ class OnnxBackend:
 
 
 def _stack(per_image: list[list[np.ndarray]]) -> list[np.ndarray]:
-    """Outputs of single-image runs -> batch outputs; rows of varying length are padded (with
-    -1 for integers, 0 for floats) to the longest, as the torch side pads detections."""
+    """Outputs of single-image runs -> batch outputs; outputs of varying shape are padded at
+    the end of each axis (with -1 for integers, 0 for floats) to the largest, as the torch side
+    pads detections and segmentation logits."""
     stacked = []
     for parts in zip(*per_image):
-        longest = max(p.shape[1] if p.ndim > 1 else 1 for p in parts)
+        shape = tuple(max(sizes) for sizes in zip(*(p.shape[1:] for p in parts)))
         padded = []
         for p in parts:
-            if p.ndim > 1 and p.shape[1] < longest:
-                fill = np.full((p.shape[0], longest - p.shape[1], *p.shape[2:]), -1 if p.dtype.kind == "i" else 0, p.dtype)
-                p = np.concatenate([p, fill], axis=1)
+            if p.shape[1:] != shape:
+                fill = np.full((p.shape[0], *shape), -1 if p.dtype.kind == "i" else 0, p.dtype)
+                fill[(slice(None), *(slice(0, n) for n in p.shape[1:]))] = p
+                p = fill
             padded.append(p)
         stacked.append(np.concatenate(padded))
     return stacked

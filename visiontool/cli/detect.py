@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -22,7 +22,7 @@ def detect(
     weights: opt.Weights = None,
     conf: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, metavar="SCORE", show_default=False, help="Keep detections scoring at least this (default: the threshold with the best F1 on the model's validation set, recorded by `train`; else 0.25).")] = None,
     iou: Annotated[float, typer.Option("--iou", min=0.0, max=1.0, metavar="IOU", help="Overlap above which non-maximum suppression drops the weaker box.")] = 0.5,
-    classes: Annotated[Optional[List[str]], typer.Option(metavar="NAMES", help="Only these classes: names or indices, comma-separated or repeated.")] = None,
+    classes: opt.Classes = None,
     max_det: Annotated[int, typer.Option(min=1, metavar="N", help="At most this many detections per image.")] = 100,
     image_size: opt.ImageSize = None,
     batch_size: opt.BatchSize = None,
@@ -34,7 +34,7 @@ def detect(
     resume: opt.Resume = False,
     shard: opt.Shard = None,
     max_pixels: opt.MaxPixels = None,
-    save_dir: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Write annotated images here (same stem; JPEG for JPEG inputs, else PNG).")] = None,
+    save_dir: opt.SaveDir = None,
     save_crops: Annotated[bool, typer.Option("--save-crops", help="Also write a crop of each detection, in a folder per class under --save-dir.")] = False,
     coco_json: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Also write COCO results (image_id, category_id, bbox xywh, score).")] = None,
     exact_decode: opt.ExactDecode = False,

@@ -15,11 +15,12 @@ from typing import Annotated, List, Literal, Optional
 
 import typer
 
-TASK_NAMES = ("classify", "detect")
+TASK_NAMES = ("classify", "detect", "segment")
 
 # Per-command defaults of the options whose help lists them.
-BATCH_SIZE = {"train": "64 (16 with --task detect)", "val": 64, "classify": 32, "benchmark": 32, "detect": 8}
-MODEL = {"classify": "resnet50", "detect": "griddet-digits"}
+BATCH_SIZE = {"train": "64 (16 with --task detect)", "val": 64, "classify": 32, "benchmark": 32, "detect": 8,
+              "segment": 8}
+MODEL = {"classify": "resnet50", "detect": "griddet-digits", "segment": "lraspp_mobilenet_v3_large"}
 
 
 def default_for(table: dict, command: str, value):
@@ -94,7 +95,7 @@ Output = Annotated[
         "-o",
         metavar="PATH",
         show_default=False,
-        help="Where results go: rows to FILE.jsonl, .csv or .json (classify, detect; default: "
+        help="Where results go: rows to FILE.jsonl, .csv or .json (classify, detect, segment; default: "
         "a table or JSON Lines on stdout); the .onnx file (export; default: next to a "
         "checkpoint, same stem); the run folder (train; default: runs/train/MODEL-N).",
     ),
@@ -132,7 +133,21 @@ ImageSize = Annotated[
     Optional[int],
     typer.Option(min=8, metavar="PIXELS", show_default=False,
                  help="Side of the square input (default: the model's own; for torchvision's "
-                 "detectors, the shorter side they resize to)."),
+                 "detectors and segmentation models, the shorter side they resize to)."),
+]
+Classes = Annotated[
+    Optional[List[str]],
+    typer.Option(metavar="NAMES", show_default=False,
+                 help="Only these classes: names or indices, comma-separated or repeated "
+                 "(segment: the others count as background, class 0)."),
+]
+SaveDir = Annotated[
+    Optional[Path],
+    typer.Option(metavar="DIR", show_default=False,
+                 help="Write pictures here, named by the input's stem: detect's annotated images "
+                 "(JPEG for JPEG inputs, else PNG); segment's masks (STEM_mask.png) and overlays "
+                 "(STEM_overlay.jpg/.png), without it masks only, next to --output (rows.jsonl: "
+                 "rows-masks/) or in ./segment-out."),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")]
 Calibration = Annotated[
@@ -142,8 +157,8 @@ Calibration = Annotated[
                  "--int8 is dynamic and benchmark's onnx-int8 uses generated images."),
 ]
 Task = Annotated[
-    Optional[Literal["classify", "detect"]],
-    typer.Option(case_sensitive=False, metavar="classify|detect", show_default=False,
+    Optional[Literal["classify", "detect", "segment"]],
+    typer.Option(case_sensitive=False, metavar="classify|detect|segment", show_default=False,
                  help="The task: what train trains (default classify), which models `models` lists "
                  "(default: all)."),
 ]

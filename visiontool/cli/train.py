@@ -1,4 +1,5 @@
-"""`visiontool train`: fit a classifier on a folder dataset, or a detector on a YOLO or COCO dataset.
+"""`visiontool train`: fit a classifier on a folder dataset, a detector on a YOLO or COCO dataset,
+or a segmentation model on images and class-index masks (DATA/train/images, DATA/train/masks).
 
 DATA holds train/<class>/<image> and, optionally, val/<class>/<image> (or valid/, validation/),
 or is itself a folder of class folders; without a val folder, --val-fraction of each class is
@@ -22,8 +23,8 @@ from visiontool.train.config import (AUGMENTS, DEFAULT_LR, DEFAULT_WD, OPTIMIZER
 
 EXAMPLES = [
     "visiontool train data/ --model resnet18 --image-size 64 --epochs 10",
-    "visiontool train data/ -m mobilenet_v3_small --pretrained --image-size 128",
     "visiontool train --task detect scenes/ --epochs 30 --no-flip",
+    "visiontool train --task segment digit-seg/ --epochs 20 --no-flip",
     "visiontool train --resume runs/train/resnet18-1 --epochs 20",
 ]
 USAGE = "[OPTIONS] (DATA | --resume RUN_DIR)"  # DATA is required, except to continue a run
@@ -37,7 +38,7 @@ def _lr_defaults() -> str:
 
 def train(
     ctx: typer.Context,
-    data: Annotated[Optional[Path], typer.Argument(metavar="DATA", help="Dataset folder: train/<class>/<image> and optionally val/, or <class>/<image>, for classify; a YOLO (data.yaml) or COCO (instances_*.json) dataset for detect. Required, except with --resume.", show_default=False)] = None,
+    data: Annotated[Optional[Path], typer.Argument(metavar="DATA", help="Dataset folder: train/<class>/<image> and optionally val/, or <class>/<image>, for classify; a YOLO (data.yaml) or COCO (instances_*.json) dataset for detect; train/images and train/masks (and optionally val/) for segment. Required, except with --resume.", show_default=False)] = None,
     task: opt.Task = None,
     model: opt.Model = None,
     pretrained: Annotated[bool, typer.Option("--pretrained", help="Start from the architecture's ImageNet weights (fetched like `weights pull`); the classifier head is replaced for your classes.")] = _D.pretrained,
@@ -67,7 +68,7 @@ def train(
     offline: opt.Offline = False,
     quiet: opt.Quiet = _D.quiet,
 ) -> None:
-    """Train a classifier or a detector; writes checkpoints, results.csv and plots."""
+    """Train a classifier, a detector or a segmentation model; writes checkpoints, results.csv and plots."""
     from visiontool.train import engine
 
     given = _given(ctx)

@@ -123,7 +123,7 @@ def export(o: ExportOptions, log: Callable[[str], None] = lambda message: None) 
     batch = task.export_batch(info, o.batch)
     if batch != o.batch:
         log(f"{name} exports with a fixed batch of {batch} (the graph takes one image of any size)")
-    dynamic_size = o.dynamic_size or p.fit == "none"  # "none": the model takes any size
+    dynamic_size = o.dynamic_size or not p.square  # the input's shape follows the image's
     outputs = task.export_outputs(info)
 
     g = graph.to_onnx(module, p.channels, p.crop or EXAMPLE_SIDE, batch, dynamic_size, o.opset, name, list(outputs))

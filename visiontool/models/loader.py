@@ -32,8 +32,9 @@ if TYPE_CHECKING:
 __all__ = ["LoadedModel", "ModelInfo", "load_model"]
 
 WEIGHT_FILE_SUFFIXES = {".safetensors", ".pth", ".pt", ".bin", ".ckpt"}
-# Auxiliary classifiers of googlenet / inception_v3: in official weights, unused at inference.
-_AUX_PREFIXES = ("aux1.", "aux2.", "AuxLogits.")
+# Auxiliary classifiers (googlenet, inception_v3, torchvision's segmentation models): in
+# official weights, unused at inference; dropped when the network is built without them.
+_AUX_PREFIXES = ("aux1.", "aux2.", "AuxLogits.", "aux_classifier.")
 
 
 @dataclass
@@ -249,11 +250,9 @@ def _head_keys(arch: str, kwargs_json: str) -> frozenset[str]:
 
 
 def _normalise(arch: str, state_dict: dict) -> dict:
-    """Older torchvision layouts -> today's module names; auxiliary heads dropped."""
+    """Older torchvision layouts -> today's module names."""
     out = OrderedDict()
     for key, value in state_dict.items():
-        if key.startswith(_AUX_PREFIXES):
-            continue
         if arch.startswith("densenet"):  # "denselayer1.norm.1.weight" -> "denselayer1.norm1.weight"
             key = re.sub(r"(denselayer\d+\.(?:norm|relu|conv))\.([12])\.", r"\1\2.", key)
         out[key] = value
@@ -272,6 +271,8 @@ def _load_into(module: "nn.Module", state_dict: OrderedDict, arch: str, source, 
             state_dict[key] = expected[key]
     for key in skip:
         state_dict.pop(key, None)
+    for key in [k for k in state_dict if k.startswith(_AUX_PREFIXES) and k not in expected]:
+        del state_dict[key]
     missing = [k for k in expected if k not in state_dict and k not in skip]
     unexpected = [k for k in state_dict if k not in expected]
     if missing or unexpected:

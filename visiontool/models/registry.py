@@ -1,8 +1,9 @@
 """The one lookup for model names: name -> ModelSpec (task, architecture, weights, preprocessing).
 
 Three kinds of entries:
-- every torchvision classification architecture, by its torchvision name; labels and
-  preprocessing come from its DEFAULT weights, exactly as torchvision describes them;
+- every torchvision classification, detection and semantic segmentation architecture, by its
+  torchvision name; labels and preprocessing come from its DEFAULT weights, exactly as
+  torchvision describes them;
 - `lenet5`, the project's own architecture (random init);
 - shipped models: each visiontool checkpoint (`*.safetensors`) in the `visiontool.shipped`
   package folder (the repository's weights/), named by its file stem, e.g. `lenet5-mnist`.
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 TASK_CLASSIFY = "classify"
 TASK_DETECT = "detect"
+TASK_SEGMENT = "segment"
 LENET5 = "lenet5"
 # LeNet-5 sees a 32x32 grayscale field; inputs are scaled to [-1, 1].
 LENET5_PREPROCESS = Preprocess(crop=32, resize=32, mean=(0.5,), std=(0.5,), channels=1)
@@ -70,11 +72,11 @@ def _torchvision_specs() -> tuple[ModelSpec, ...]:
     from torchvision.models import get_model_weights, list_models
 
     specs = []
-    for module, task in ((torchvision.models, TASK_CLASSIFY), (torchvision.models.detection, TASK_DETECT)):
+    for task, module in _torchvision_modules().items():
         for name in list_models(module=module):
             enum = get_model_weights(name)
             default = enum.DEFAULT
-            preprocess = preprocess_from_weights(default) if task == TASK_CLASSIFY else DETECTOR_PREPROCESS
+            preprocess = DETECTOR_PREPROCESS if task == TASK_DETECT else preprocess_from_weights(default)
             specs.append(
                 ModelSpec(
                     name=name,
@@ -106,14 +108,19 @@ def input_size(spec: ModelSpec) -> int:
 
 
 def preprocess_from_weights(weights) -> Preprocess:
-    """The Preprocess equal to `weights.transforms()` (torchvision's ImageClassification)."""
+    """The Preprocess equal to `weights.transforms()`: torchvision's ImageClassification (resize,
+    center crop) or, for a transform without a crop, SemanticSegmentation (the shorter side
+    resized, no crop)."""
     t = weights.transforms()
+    resize = int(t.resize_size[0])
+    crop = getattr(t, "crop_size", None)
     return Preprocess(
-        crop=int(t.crop_size[0]),
-        resize=int(t.resize_size[0]),
+        crop=int(crop[0]) if crop else resize,
+        resize=resize,
         mean=tuple(float(m) for m in t.mean),
         std=tuple(float(s) for s in t.std),
         interpolation=t.interpolation.value,
+        fit="crop" if crop else "shorter",
     )
 
 
@@ -135,6 +142,10 @@ OWN_ARCHS = {
                        Preprocess(crop=320, resize=320, fit="letterbox"), 80,
                        "GridDet, a small anchor-free detector for the CPU, random init; "
                        "train it with `visiontool train --task detect`"),
+    "unet": OwnArch(TASK_SEGMENT, "visiontool.models.unet:UNet",
+                    Preprocess(crop=160, resize=160, fit="none"), 21,
+                    "UNet, a small U-Net for semantic segmentation on the CPU, random init; "
+                    "train it with `visiontool train --task segment`"),
 }
 
 
@@ -229,26 +240,45 @@ def build(arch: str, num_classes: int, **arch_kwargs) -> "nn.Module":
     from torchvision.models import get_model
 
     kwargs = {**_ARCH_DEFAULTS.get(arch, {}), **arch_kwargs}
-    if arch in _torchvision_names(TASK_DETECT):  # never the ImageNet backbone download its builder would start
+    if arch not in _torchvision_names(TASK_CLASSIFY):  # never the ImageNet backbone download its builder would start
         kwargs.setdefault("weights_backbone", None)
     return get_model(arch, weights=None, num_classes=num_classes, **kwargs)
 
 
-@functools.lru_cache(maxsize=None)
-def _torchvision_names(task: str | None = None) -> frozenset[str]:
+def _torchvision_modules() -> dict:
+    """task -> the torchvision.models module whose architectures serve it."""
     import torchvision
 
-    modules = {TASK_CLASSIFY: torchvision.models, TASK_DETECT: torchvision.models.detection}
-    return frozenset(n for t, m in modules.items() if task in (None, t) for n in torchvision.models.list_models(module=m))
+    return {TASK_CLASSIFY: torchvision.models, TASK_DETECT: torchvision.models.detection,
+            TASK_SEGMENT: torchvision.models.segmentation}
+
+
+@functools.lru_cache(maxsize=None)
+def _torchvision_names(task: str | None = None) -> frozenset[str]:
+    from torchvision.models import list_models
+
+    return frozenset(n for t, m in _torchvision_modules().items() if task in (None, t) for n in list_models(module=m))
+
+
+def task_of(arch: str) -> str | None:
+    """The task an architecture serves (None: unknown to the registry)."""
+    if arch in OWN_ARCHS:
+        return OWN_ARCHS[arch].task
+    return next((t for t in _torchvision_modules() if arch in _torchvision_names(t)), None)
 
 
 def for_inference(arch: str, module: "nn.Module") -> "nn.Module":
     """The module as the backends run it: torchvision's detectors answer with a list of dicts,
-    which an adapter turns into padded tensors (one output convention for every detector)."""
+    which an adapter turns into padded tensors (one output convention for every detector);
+    every segmentation model answers with logits at input resolution through its adapter."""
     if arch in _torchvision_names(TASK_DETECT):
         from visiontool.models.detection import TorchvisionDetector
 
         return TorchvisionDetector(module)
+    if task_of(arch) == TASK_SEGMENT:
+        from visiontool.models.segmentation import SegmentationLogits
+
+        return SegmentationLogits(module)
     return module
 
 

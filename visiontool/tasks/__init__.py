@@ -22,7 +22,8 @@ from __future__ import annotations
 from visiontool.errors import UsageError
 
 # name -> "module:Class" of its task object
-TASKS = {"classify": "visiontool.tasks.classify:Classify", "detect": "visiontool.tasks.detect:Detect"}
+TASKS = {"classify": "visiontool.tasks.classify:Classify", "detect": "visiontool.tasks.detect:Detect",
+         "segment": "visiontool.tasks.segment:Segment"}
 
 
 def create(name: str, **options) -> "Task":

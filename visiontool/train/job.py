@@ -17,7 +17,8 @@ from visiontool.preprocess import Preprocess
 
 
 # Each task's training module, which defines `Training` (a TaskTraining).
-MODULES = {"classify": "visiontool.train.classify", "detect": "visiontool.train.detect"}
+MODULES = {"classify": "visiontool.train.classify", "detect": "visiontool.train.detect",
+           "segment": "visiontool.train.segment"}
 
 
 def training_for(task: str) -> type["TaskTraining"]:

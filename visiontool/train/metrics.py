@@ -1,4 +1,5 @@
-"""Classification metrics from a confusion matrix and top-k counts.
+"""Classification metrics from a confusion matrix and top-k counts; segmentation's from a
+pixel confusion matrix.
 
 Everything is a sum (counts, loss sums), so shards evaluated by several processes add up with
 one all-reduce into exactly the single-process numbers.
@@ -87,3 +88,46 @@ class Summary:
             "labels": self.labels,
             "confusion": self.confusion,
         }
+
+
+class PixelConfusion:
+    """Semantic segmentation's one confusion matrix over all pixels of a split (rows: true
+    class, columns: predicted), summed on the compute device; pixels marked `ignore` are left
+    out. Pixel accuracy, per-class IoU and mIoU all come from it (`segmentation_scores`)."""
+
+    def __init__(self, num_classes: int, device: torch.device | str = "cpu", ignore: int = 255):
+        self.num_classes, self.ignore = num_classes, ignore
+        self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """pred, target: integer class maps of the same shape."""
+        keep = target != self.ignore
+        index = target[keep].long() * self.num_classes + pred[keep].long()
+        self.confusion += torch.bincount(index, minlength=self.num_classes**2).view(self.num_classes, -1)
+
+    def all_reduce(self) -> None:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(self.confusion)
+
+
+@dataclass
+class SegmentationScores:
+    pixel_accuracy: float  # share of scored pixels whose predicted class is the true one
+    iou: list[float | None]  # per class: TP / (TP + FP + FN); None where the class is neither true nor predicted
+    miou: float  # mean of the per-class IoUs that are not None
+    pixels: list[int]  # true pixels per class
+
+
+def segmentation_scores(confusion) -> SegmentationScores:
+    """Scores of a [true][predicted] pixel confusion matrix (a tensor or nested lists)."""
+    c = torch.as_tensor(confusion, dtype=torch.float64).cpu()
+    tp = c.diag()
+    union = c.sum(0) + c.sum(1) - tp
+    total = float(c.sum())
+    iou = [float(t / u) if u > 0 else None for t, u in zip(tp, union)]
+    known = [v for v in iou if v is not None]
+    return SegmentationScores(pixel_accuracy=float(tp.sum()) / total if total else 0.0, iou=iou,
+                              miou=sum(known) / len(known) if known else 0.0,
+                              pixels=[int(v) for v in c.sum(1)])

@@ -1,0 +1,273 @@
+"""`train --task segment` and `val` of segmentation checkpoints: the dataset's checks name the
+file, the scores come from one pixel confusion matrix, a run resumes to the same numbers, and
+`val --json` reproduces the training run's best epoch."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from visiontool.cli.app import app
+from visiontool.errors import DatasetError
+from visiontool.models.unet import UNet
+from visiontool.train import segment_data
+from visiontool.train.config import TrainConfig
+from visiontool.train.engine import resume, train
+from visiontool.train.metrics import PixelConfusion, segmentation_scores
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+CLASSES = ["ground", "red", "blue"]
+
+
+def _scene(rng, side: int = 40):
+    """A noisy grey image with a red and a blue rectangle; the mask marks them 1 and 2 and
+    one pixel of each rectangle's border 255 (ignore)."""
+    image = rng.integers(90, 160, (side, side, 3)).astype(np.uint8)
+    mask = np.zeros((side, side), np.uint8)
+    for label, colour in ((1, (220, 30, 30)), (2, (30, 30, 220))):
+        h, w = rng.integers(8, 16, 2)
+        y, x = rng.integers(0, side - h), rng.integers(0, side - w)
+        image[y : y + h, x : x + w] = colour
+        mask[y : y + h, x : x + w] = label
+        mask[y, x] = 255
+    return image, mask
+
+
+def make_segmentation(root, train: int = 16, val: int = 6, palette: bool = True, classes: bool = True, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", train), ("val", val)):
+        if not n:
+            continue
+        (root / split / "images").mkdir(parents=True)
+        (root / split / "masks").mkdir(parents=True)
+        for i in range(n):
+            image, mask = _scene(rng)
+            Image.fromarray(image).save(root / split / "images" / f"{i:03d}.png")
+            out = Image.fromarray(mask)
+            if palette:
+                out = out.convert("P")
+                out.putpalette([0, 0, 0, 255, 0, 0, 0, 0, 255] + [128] * (253 * 3))
+            out.save(root / split / "masks" / f"{i:03d}.png")
+    if classes:
+        (root / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+    return root
+
+
+# ------------------------------------------------------------------------------------- metrics
+
+
+def test_scores_of_a_hand_made_confusion():
+    target = torch.tensor([[0, 0, 1, 1], [2, 2, 255, 0]])
+    pred = torch.tensor([[0, 1, 1, 1], [2, 0, 2, 0]])
+    acc = PixelConfusion(3)
+    acc.update(pred, target)
+    # the ignored pixel (255, predicted 2) counts nowhere
+    assert acc.confusion.tolist() == [[2, 1, 0], [0, 2, 0], [1, 0, 1]]
+    s = segmentation_scores(acc.confusion)
+    # IoU = TP / (TP + FP + FN): class 0: 2 / (2 + 1 + 1); class 1: 2 / (2 + 1 + 0); class 2: 1 / (1 + 0 + 1)
+    assert s.iou == pytest.approx([0.5, 2 / 3, 0.5])
+    assert s.miou == pytest.approx((0.5 + 2 / 3 + 0.5) / 3)
+    assert s.pixel_accuracy == pytest.approx(5 / 7)
+    assert s.pixels == [3, 2, 2]
+
+
+def test_a_class_neither_true_nor_predicted_is_left_out_of_the_mean():
+    s = segmentation_scores([[3, 1, 0], [1, 1, 0], [0, 0, 0]])
+    assert s.iou[2] is None
+    assert s.miou == pytest.approx((3 / 5 + 1 / 3) / 2)
+
+
+# -------------------------------------------------------------------------------------- model
+
+
+def test_unet_answers_at_the_input_size_for_odd_sizes():
+    model = UNet(5, widths=(8, 8, 16, 16, 16)).eval()
+    with torch.inference_mode():
+        assert model(torch.randn(2, 3, 37, 51)).shape == (2, 5, 37, 51)
+
+
+def test_unet_exports_to_onnx_with_dynamic_height_and_width(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    model = UNet(4, widths=(8, 8, 16, 16, 16)).eval()
+    path = tmp_path / "unet.onnx"
+    torch.onnx.export(model, (torch.randn(1, 3, 64, 64),), str(path), opset_version=17, dynamo=False,
+                      input_names=["x"], output_names=["logits"],
+                      dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}, "logits": {0: "n", 2: "h", 3: "w"}})
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.randn(1, 3, 45, 70)
+    got = session.run(None, {"x": x.numpy()})[0]
+    with torch.inference_mode():
+        want = model(x).numpy()
+    assert got.shape == (1, 4, 45, 70)
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------- dataset
+
+
+def test_dataset_reads_palette_and_grey_masks_and_names_classes(tmp_path):
+    root = make_segmentation(tmp_path / "p", train=3, val=2)
+    ds = segment_data.scan_segmentation(root)
+    assert ds.classes == CLASSES and ds.val_source == "val/" and len(ds.train) == 3
+    decoded = segment_data.decode(ds.train, 1)
+    assert set(np.unique(decoded.masks[0])) <= {0, 1, 2, 255}
+    grey = make_segmentation(tmp_path / "g", train=5, val=0, palette=False, classes=False)
+    ds = segment_data.scan_segmentation(grey, val_fraction=0.4, seed=1)
+    assert (len(ds.train), len(ds.val)) == (3, 2) and "held out" in ds.val_source
+    assert segment_data.settle_classes(ds, [segment_data.decode(ds.train, 1)]) == ["0", "1", "2"]
+
+
+def _error(root) -> str:
+    ds = segment_data.scan_segmentation(root)
+    with pytest.raises(DatasetError) as err:
+        segment_data.settle_classes(ds, [segment_data.decode(ds.train + ds.val, 1)])
+    return str(err.value)
+
+
+def test_each_dataset_fault_is_one_line_naming_its_file(tmp_path):
+    root = make_segmentation(tmp_path / "d", train=3, val=0)
+    masks = root / "train" / "masks"
+
+    (masks / "001.png").rename(tmp_path / "kept.png")
+    with pytest.raises(DatasetError, match=r"train/images/001.png: no mask .*001.png"):
+        segment_data.scan_segmentation(root)
+    (tmp_path / "kept.png").rename(masks / "001.png")
+
+    Image.new("L", (41, 40)).save(masks / "002.png")
+    assert _error(root) == f"{masks / '002.png'}: the mask is 41x40, its image 002.png is 40x40"
+
+    Image.new("RGB", (40, 40)).save(masks / "002.png")
+    assert _error(root).startswith(f"{masks / '002.png'}: the mask is RGB, not class indices")
+
+    Image.fromarray(np.full((40, 40), 3, np.uint8)).save(masks / "002.png")
+    message = _error(root)
+    assert message.startswith(f"{masks / '002.png'}: class index 3 is out of range")
+    assert "names 3 classes (0..2; 255 = ignore)" in message
+    assert "\n" not in message
+
+
+def test_a_dataset_fault_ends_train_with_exit_code_2(tmp_path):
+    root = make_segmentation(tmp_path / "d", train=3, val=0)
+    Image.new("RGB", (40, 40)).save(root / "train" / "masks" / "000.png")
+    result = CliRunner().invoke(app, ["train", "--task", "segment", str(root), "--epochs", "1",
+                                      "--output", str(tmp_path / "run"), "-q"])
+    assert result.exit_code == 2
+    assert "000.png: the mask is RGB" in result.output
+
+
+# ------------------------------------------------------------------------------- training, val
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    tmp = tmp_path_factory.mktemp("segment")
+    data = make_segmentation(tmp / "data")
+    cfg = TrainConfig(task="segment", data=str(data), epochs=3, batch_size=8, image_size=32, lr=0.01,
+                      flip=True, out=str(tmp / "run"), quiet=True)
+    result = train(cfg)
+    yield data, tmp / "run", result, cfg
+    torch.set_num_threads(before)
+
+
+def _rows(run_dir):
+    with open(run_dir / "results.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_training_writes_its_run_folder_and_learns(trained):
+    _, run, result, _ = trained
+    assert {"best.safetensors", "last.safetensors", "results.csv", "curves.png", "val_predictions.png",
+            "state.pt"} <= {p.name for p in run.iterdir()}
+    rows = _rows(run)
+    assert list(rows[0]) == ["epoch", "train_loss", "val_loss", "val_pixel_acc", "val_miou", "lr", "seconds"]
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert result.best_score == pytest.approx(max(float(r["val_miou"]) for r in rows), abs=1e-6)
+
+
+def test_val_json_reproduces_the_best_epoch_by_an_independent_count(trained):
+    """mIoU recomputed here from masks predicted by the checkpoint, class by class with numpy."""
+    from visiontool.models.loader import load_model
+
+    data, run, result, _ = trained
+    out = CliRunner().invoke(app, ["val", str(run / "best.safetensors"), str(data), "--json", "-q"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.stdout)
+    assert set(report) == {"model", "arch", "data", "images", "skipped", "pixel_accuracy", "miou", "per_class", "confusion"}
+    assert report["arch"] == "unet" and report["images"] == 6 and report["skipped"] == 0
+    assert [c["label"] for c in report["per_class"]] == CLASSES
+    assert set(report["per_class"][0]) == {"label", "index", "pixels", "iou"}
+    assert report["miou"] == pytest.approx(result.best_score, abs=1e-6)
+
+    loaded = load_model(str(run / "best.safetensors"))
+    pp = loaded.info.preprocess
+    assert pp.fit == "none"
+    inter, union, correct, scored = np.zeros(3), np.zeros(3), 0, 0
+    for path in sorted((data / "val" / "images").iterdir()):
+        truth = np.array(Image.open(data / "val" / "masks" / path.name))
+        with torch.inference_mode():
+            pred = loaded.module.eval()(torch.from_numpy(pp(Image.open(path)))[None]).argmax(1)[0].numpy()
+        keep = truth != 255
+        for k in range(3):
+            inter[k] += np.sum((pred == k) & (truth == k) & keep)
+            union[k] += np.sum(((pred == k) | (truth == k)) & keep)
+        correct += np.sum((pred == truth) & keep)
+        scored += keep.sum()
+    assert report["pixel_accuracy"] == pytest.approx(correct / scored, abs=1e-6)
+    assert report["miou"] == pytest.approx(np.mean(inter[union > 0] / union[union > 0]), abs=1e-6)
+    assert [c["iou"] for c in report["per_class"]] == pytest.approx(list(inter / union), abs=1e-6)
+
+
+def test_val_prints_the_per_class_table(trained):
+    data, run, _, _ = trained
+    out = CliRunner().invoke(app, ["val", str(run / "best.safetensors"), str(data), "-q"])
+    assert out.exit_code == 0, out.output
+    assert "mIoU" in out.stdout and "Per class" in out.stdout
+    assert all(name in out.stdout for name in CLASSES)
+
+
+def test_an_interrupted_run_resumes_to_the_same_numbers(trained, tmp_path):
+    _, run, _, cfg = trained
+
+    def stop_after_one(row):
+        if row["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "cut")}), on_epoch_end=stop_after_one)
+    resume(tmp_path / "cut")
+    straight, resumed = _rows(run), _rows(tmp_path / "cut")
+    assert [r["val_miou"] for r in resumed] == [r["val_miou"] for r in straight]
+    assert [r["train_loss"] for r in resumed] == [r["train_loss"] for r in straight]
+
+
+def test_train_help_offers_the_segment_task():
+    result = CliRunner().invoke(app, ["train", "--help"], terminal_width=200)
+    assert "classify|detect|segment" in result.output
+
+
+def test_torchvision_models_get_resized_classifiers_and_the_auxiliary_loss():
+    import torch.nn.functional as F
+
+    from visiontool.models import registry
+    from visiontool.train.segment import AUX_WEIGHT, SegmentTraining, _model
+
+    cfg = TrainConfig(task="segment", data="unused", model="deeplabv3_mobilenet_v3_large")
+    module, kwargs, _, _ = _model(cfg, registry.get_spec(cfg.model), 3)
+    assert kwargs == {"aux_loss": True}
+    module.train()
+    x, y = torch.randn(2, 3, 64, 64), torch.randint(0, 3, (2, 64, 64))
+    y[0, 0] = 255
+    main, aux = SegmentTraining.forward(None, module, x, y)
+    assert main.shape == aux.shape == (2, 3, 64, 64)
+    loss, sums = SegmentTraining.loss(None, (main, aux), y)
+    want = F.cross_entropy(main, y, ignore_index=255) + AUX_WEIGHT * F.cross_entropy(aux, y, ignore_index=255)
+    assert float(loss) == pytest.approx(float(want), rel=1e-5)
+    assert float(sums[0]) == pytest.approx(2 * float(want), rel=1e-5)

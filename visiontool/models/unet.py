@@ -1,0 +1,62 @@
+"""UNet, the project's own small semantic segmentation model for the CPU.
+
+The U-Net shape (O. Ronneberger, P. Fischer, T. Brox, "U-Net: Convolutional Networks for
+Biomedical Image Segmentation", MICCAI 2015): an encoder that halves the resolution step by step,
+a decoder that doubles it back, and at each step the encoder's map of the same size joined to
+the decoder's, so fine edges and wide context meet in one prediction:
+
+    INPUT 3xHxW -> s1 w0 -> s2 w1 -> s4 w2 -> s8 w3 -> s16 w4          (encoder, two 3x3 convs each)
+                          decoder: up to s8 + skip -> ... -> up to s1 + skip
+    OUTPUT (N, C, H, W) class logits at the input's resolution
+
+Cut down for a CPU: narrow encoder levels (`widths`), one 3x3 conv per decoder level, and the
+first level a single conv, since full-resolution maps cost the most per channel. Convolutions are
+plain 3x3 conv-BN-ReLU. Each decoder step upsamples to the exact size of its skip map, so any
+H and W work (odd sizes too) without padding, and the ONNX graph keeps height and width dynamic.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+ARCH = "unet"
+# Inputs are RGB scaled to [0, 1] and normalized with ImageNet's statistics.
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+WIDTHS = (16, 32, 64, 96, 128)  # channels at strides 1, 2, 4, 8, 16
+
+
+def _cbr(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class UNet(nn.Module):
+    def __init__(self, num_classes: int = 21, widths: tuple[int, ...] | list[int] = WIDTHS, in_channels: int = 3) -> None:
+        super().__init__()
+        widths = tuple(int(w) for w in widths)
+        # encoder: level 0 at full resolution, each next level a stride-2 conv then a 3x3 conv
+        self.down = nn.ModuleList([_cbr(in_channels, widths[0])])
+        for cin, cout in zip(widths, widths[1:]):
+            self.down.append(nn.Sequential(_cbr(cin, cout, stride=2), _cbr(cout, cout)))
+        # decoder: from the deepest level up, one conv over [upsampled deeper map, skip map]
+        self.up = nn.ModuleList(
+            _cbr(deeper + skip, skip) for deeper, skip in zip(widths[:0:-1], widths[-2::-1])
+        )
+        self.head = nn.Conv2d(widths[0], num_classes, 1)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: Tensor) -> Tensor:
+        skips = []
+        for level in self.down:
+            x = level(x)
+            skips.append(x)
+        x = skips.pop()
+        for conv in self.up:
+            skip = skips.pop()
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = conv(torch.cat([x, skip], dim=1))
+        return self.head(x)
