@@ -72,6 +72,9 @@ class SegmentTraining(TaskTraining):
         self.crop = cfg.image_size or DEFAULT_CROP.get(spec.arch, 320)
         module, self.arch_kwargs, mean, std = _model(cfg, spec, len(self.labels))
         self.preprocess = Preprocess(crop=self.crop, resize=self.crop, mean=mean, std=std, fit="none")
+        if hasattr(module, "set_class_prior") and not cfg.pretrained:
+            counts = sum(np.bincount(m.ravel(), minlength=256)[: len(self.labels)] for m in self.train_set.masks)
+            module.set_class_prior(torch.as_tensor(counts, dtype=torch.float32))
         self.module = module.to(device).to(memory_format=torch.channels_last)
         check_input_size(self.module, self.arch, self.crop, 3, device)
         self.normalize = Normalize(self.preprocess, device)
