@@ -290,3 +290,17 @@ def test_torchvision_models_get_resized_classifiers_and_the_auxiliary_loss():
     want = F.cross_entropy(main, y, ignore_index=255) + AUX_WEIGHT * F.cross_entropy(aux, y, ignore_index=255)
     assert loss.item() == pytest.approx(want.item(), rel=1e-5)
     assert float(sums[0]) == pytest.approx(2 * float(want), rel=1e-5)
+
+
+def test_val_scores_the_pairs_a_run_held_out_and_refuses_to_guess_otherwise(tmp_path):
+    data = make_segmentation(tmp_path / "data", train=10, val=0)
+    out = tmp_path / "run"
+    train(TrainConfig(task="segment", data=str(data), epochs=1, batch_size=4, image_size=32, val_fraction=0.3,
+                      seed=5, out=str(out), quiet=True))
+    result = CliRunner().invoke(app, ["val", str(out / "best.safetensors"), str(data), "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["images"] == 3 and report["data"].endswith("30% of train/ held out (seed 5))")
+    assert report["miou"] == pytest.approx(float(_rows(out)[0]["val_miou"]), abs=1e-6)
+    other = CliRunner().invoke(app, ["val", "unet", str(data), "--weights", "none", "-q"])
+    assert other.exit_code == 2 and "no val/ folder in" in other.output

@@ -303,8 +303,10 @@ def validate(loaded, model: str, data, device, batch_size: int, workers: int | N
     from visiontool.train import distributed
     from visiontool.train.validate import _training_split_options
 
-    fraction, seed = _training_split_options(model) or (0.2, 0)
-    ds = segment_data.scan_segmentation(data, fraction, seed)
+    options = _training_split_options(model)
+    ds = segment_data.scan_segmentation(data, *(options or (0.2, 0)))
+    if ds.held_out and options is None:
+        raise DatasetError(f"no val/ folder in {data}: point DATA at a dataset with val/ or at a folder of images/ and masks/")
     with say.bar(f"decoding {len(ds.val)} images and masks", len(ds.val)) as advance:
         split = segment_data.decode(ds.val, workers or resolved_workers(None), advance)
     if not split.images:
