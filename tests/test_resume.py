@@ -259,3 +259,22 @@ def test_coco_json_refuses_resume(tmp_path):
                                       "-o", str(tmp_path / "r.jsonl"), "--coco-json", str(tmp_path / "c.json"),
                                       "--resume"])
     assert result.exit_code == 2 and "--resume: --coco-json numbers the images of one whole run" in result.stderr
+
+
+def test_a_full_disk_while_writing_the_final_file_keeps_every_row_for_resume(job, reference, tmp_path, monkeypatch):
+    import visiontool.writers as writers
+
+    def full_disk(self):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(writers._Out, "end", full_disk)
+    out = tmp_path / "rows.csv"
+    result = CliRunner().invoke(app, _args(job, out))
+    monkeypatch.undo()
+    assert result.exit_code == 1 and result.stderr.strip().splitlines()[-1] == (
+        f"error: cannot write {out}: No space left on device; every row is kept in {out}.partial: free space and "
+        f"run the same command with --resume")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.csv.partial"]  # no temp file, no half output
+    assert len((tmp_path / "rows.csv.partial").read_bytes().splitlines()) == 300
+    assert CliRunner().invoke(app, _args(job, out, "--resume")).exit_code == 3
+    assert out.read_bytes() == reference["csv"]

@@ -158,7 +158,13 @@ def run_rows(task, o: RunOptions) -> None:
             if rowfile is not None:
                 rowfile.close()
     if rowfile is not None:
-        rowfile.finish()
+        try:
+            rowfile.finish()
+        except OSError as err:
+            if err.errno not in _DISK_FULL:
+                raise
+            raise OutputWriteError(f"cannot write {target}: {err.strerror}; every row is kept in {rowfile.partial}: "
+                                   f"free space and run the same command with --resume") from None
     elif writer is not None:
         writer.close()
     seconds = time.perf_counter() - start
