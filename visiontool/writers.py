@@ -98,6 +98,10 @@ def part_path(output: Path, k: int, n: int) -> Path:
     return output.with_name(f"{output.stem}.part-{k}-of-{n}{output.suffix}")
 
 
+class PartMissing(UsageError):
+    """A share's part is not there to merge (not run yet, or merged by another share)."""
+
+
 class OutputWriteError(VisiontoolError):
     """Rows could not be written (a full disk); what was written before is whole and kept."""
 
@@ -300,7 +304,7 @@ def merge_parts(output: Path, n: int, flatten=None, columns: list[str] | None = 
     parts = [part_path(output, k, n) for k in range(1, n + 1)]
     missing = [p for p in parts if not p.exists()]
     if missing:
-        raise UsageError(f"cannot merge {output}: {missing[0]} is missing (run that shard, with --resume "
+        raise PartMissing(f"cannot merge {output}: {missing[0]} is missing (run that shard, with --resume "
                          f"if it was interrupted)")
     readers = [_records(p, fmt) for p in parts]
     count = 0
@@ -323,5 +327,5 @@ def merge_parts(output: Path, n: int, flatten=None, columns: list[str] | None = 
             short, readers = ended, alive
         writer.end()
     for p in parts:
-        p.unlink()
+        p.unlink(missing_ok=True)  # a share that merged at the same moment may have removed it
     return count
