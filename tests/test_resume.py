@@ -296,3 +296,27 @@ def test_merging_parts_restores_input_order_and_refuses_parts_that_do_not_fit(re
     parts(lines[0:10], lines[10:30])  # the second share longer than the first: not shares of one list
     with pytest.raises(UsageError, match="its parts hold shares of different inputs"):
         merge_parts(out, 2)
+
+
+def test_resumed_pictures_keep_their_names_and_are_not_overwritten(tmp_path, one_thread):
+    import shutil
+
+    scene = sorted((ROOT / "samples" / "scenes").iterdir())
+    for folder, source in (("a", scene[0]), ("b", scene[1]), ("c", scene[2])):
+        (tmp_path / "in" / folder).mkdir(parents=True)
+        shutil.copy(source, tmp_path / "in" / folder / "x.jpg")  # three inputs, one stem
+    args = ["detect", str(tmp_path / "in"), "-r", "-m", "griddet-digits", "--offline", "--batch-size", "1",
+            "--workers", "0", "-q", "--image-size", "64"]
+    want, pictures = tmp_path / "want.jsonl", tmp_path / "pictures"
+    assert CliRunner().invoke(app, [*args, "-o", str(want), "--save-dir", str(tmp_path / "want")]).exit_code == 0
+    rows = want.read_text().splitlines(keepends=True)
+    out = tmp_path / "rows.jsonl"
+    # as a run stopped after its first image leaves things: one row, one picture
+    (tmp_path / "rows.jsonl.partial").write_text(rows[0].replace(str(tmp_path / "want"), str(pictures)))
+    pictures.mkdir()
+    shutil.copy(tmp_path / "want" / "x.jpg", pictures / "x.jpg")
+    assert CliRunner().invoke(app, [*args, "-o", str(out), "--save-dir", str(pictures), "--resume"]).exit_code == 0
+    assert out.read_text() == "".join(rows).replace(str(tmp_path / "want"), str(pictures))
+    assert sorted(p.name for p in pictures.iterdir()) == ["x.jpg", "x_2.jpg", "x_3.jpg"]
+    for name in ("x.jpg", "x_2.jpg", "x_3.jpg"):
+        assert (pictures / name).read_bytes() == (tmp_path / "want" / name).read_bytes()

@@ -104,6 +104,9 @@ def run_rows(task, o: RunOptions) -> None:
     if rowfile is not None:
         rowfile.order = paths
         todo = [p for p in paths if p not in rowfile.done]
+        for p in paths:
+            if p in rowfile.done:
+                task.skip(p)
         if rowfile.done and not o.quiet:
             progress.info(f"resuming: {len(paths) - len(todo)} of {len(paths)} images already have a row "
                           f"in {target if target.exists() else rowfile.partial}")

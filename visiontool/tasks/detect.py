@@ -77,6 +77,10 @@ class Detect(Task):
                 self.coco.add(path, row["detections"])
         return rows
 
+    def skip(self, path: str) -> None:
+        if self._names is not None:  # its picture keeps its name; later inputs do not take it
+            self._names.name(path)
+
     def cannot_resume(self) -> str | None:
         return "--coco-json numbers the images of one whole run" if self.coco is not None else None
 
