@@ -20,10 +20,16 @@ from visiontool.fsutil import atomic_write
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".json": "json"}
 
 
-def format_for(path: Path) -> str:
+def format_for(path: Path, option: str = "--output") -> str:
+    """The rows format a file name asks for; a usage error for an unknown one, or for a path
+    that cannot become a file (a folder, or under a file), before any work is done."""
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise UsageError(f"--output {path}: unknown format (use .jsonl, .csv or .json)")
+        raise UsageError(f"{option} {path}: unknown format (use .jsonl, .csv or .json)")
+    if path.is_dir():
+        raise UsageError(f"{option} {path}: is a folder; name a file")
+    if any(parent.exists() and not parent.is_dir() for parent in path.parents):
+        raise UsageError(f"{option} {path}: a folder on its path is a file")
     return fmt
 
 

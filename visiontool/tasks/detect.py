@@ -47,6 +47,12 @@ class Detect(Task):
         self._names = None
         if coco_json is not None and Path(coco_json).suffix.lower() != ".json":
             raise UsageError(f"--coco-json {coco_json}: the file name must end in .json")
+        if coco_json is not None:
+            from visiontool.writers import format_for
+
+            format_for(Path(coco_json), "--coco-json")  # a folder of that name: said now, not after the run
+        if save_dir is not None and any(p.exists() and not p.is_dir() for p in (Path(save_dir), *Path(save_dir).parents)):
+            raise UsageError(f"--save-dir {save_dir}: is a file (or under one); name a folder")
         self.coco = CocoResults(Path(coco_json)) if coco_json else None
 
     def check_model(self, info, model: str) -> None:
