@@ -320,3 +320,21 @@ def test_resumed_pictures_keep_their_names_and_are_not_overwritten(tmp_path, one
     assert sorted(p.name for p in pictures.iterdir()) == ["x.jpg", "x_2.jpg", "x_3.jpg"]
     for name in ("x.jpg", "x_2.jpg", "x_3.jpg"):
         assert (pictures / name).read_bytes() == (tmp_path / "want" / name).read_bytes()
+
+
+def test_the_merge_command_joins_parts_made_in_different_folders(job, reference, tmp_path):
+    import shutil
+
+    for k in (1, 2):  # two machines that share no folder
+        machine = tmp_path / f"machine{k}"
+        assert CliRunner().invoke(app, _args(job, machine / "rows.json", "--shard", f"{k}/2")).exit_code == 3
+    out = tmp_path / "rows.json"
+    shutil.copy(tmp_path / "machine1" / "rows.part-1-of-2.json", tmp_path)
+    result = CliRunner().invoke(app, ["merge", str(out)])
+    assert result.exit_code == 2 and "rows.part-2-of-2.json is missing" in result.stderr
+    shutil.copy(tmp_path / "machine2" / "rows.part-2-of-2.json", tmp_path)
+    result = CliRunner().invoke(app, ["merge", str(out)])
+    assert result.exit_code == 0 and result.stderr.strip() == f"merged 2 parts into {out}: 300 rows"
+    assert out.read_bytes() == reference["json"]
+    assert not list(tmp_path.glob("rows.part-*"))
+    assert "no parts of" in CliRunner().invoke(app, ["merge", str(tmp_path / "other.csv")]).stderr

@@ -302,6 +302,21 @@ class RowFile:
         self.partial.unlink()
 
 
+def count_parts(output: Path) -> int:
+    """N, from the parts of `output` beside it (OUTPUT-STEM.part-K-of-N.EXT)."""
+    import re
+
+    pattern = re.compile(re.escape(output.stem) + r"\.part-\d+-of-(\d+)" + re.escape(output.suffix) + r"(\.partial)?")
+    folder = output.parent if str(output.parent) else Path(".")
+    found = {int(m[1]) for p in (folder.iterdir() if folder.is_dir() else []) if (m := pattern.fullmatch(p.name))}
+    if not found:
+        raise UsageError(f"no parts of {output} to merge (they are named {part_path(output, 1, 4).name} and so on)")
+    if len(found) > 1:
+        raise UsageError(f"parts of {output} from runs with different share counts ({', '.join(map(str, sorted(found)))}): "
+                         f"remove those of the other runs")
+    return found.pop()
+
+
 def merge_parts(output: Path, n: int, flatten=None, columns: list[str] | None = None) -> int:
     """Join the finished parts 1..n of `output` into it, in input order, and remove them; the
     number of rows. Shard k holds inputs k-1, k-1+n, ..., so taking one row from each part in
@@ -309,6 +324,9 @@ def merge_parts(output: Path, n: int, flatten=None, columns: list[str] | None = 
     fmt = format_for(output)
     parts = [part_path(output, k, n) for k in range(1, n + 1)]
     missing = [p for p in parts if not p.exists()]
+    if missing and partial_path(missing[0]).exists():
+        raise PartMissing(f"cannot merge {output}: {missing[0]} is unfinished (its .partial file is there): run "
+                          f"that shard again with --resume")
     if missing:
         raise PartMissing(f"cannot merge {output}: {missing[0]} is missing (run that shard, with --resume "
                          f"if it was interrupted)")
