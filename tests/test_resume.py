@@ -47,8 +47,10 @@ def _args(job, output, *more):
 
 
 def _cli(args):
+    # its own process group, as a command started from a terminal: Ctrl-C goes to the whole group
     return subprocess.Popen([sys.executable, "-m", "visiontool", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            start_new_session=True)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +101,7 @@ def test_ctrl_c_stops_after_the_batch_keeps_the_partial_and_says_how_to_resume(j
     deadline = time.monotonic() + 20
     while not (partial.exists() and partial.stat().st_size) and time.monotonic() < deadline:
         time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     _, err = proc.communicate()
     assert proc.returncode == 130, err
     last = err.strip().splitlines()[-1]
