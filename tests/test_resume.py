@@ -340,3 +340,28 @@ def test_the_merge_command_joins_parts_made_in_different_folders(job, reference,
     assert out.read_bytes() == reference["json"]
     assert not list(tmp_path.glob("rows.part-*"))
     assert "no parts of" in CliRunner().invoke(app, ["merge", str(tmp_path / "other.csv")]).stderr
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "json"])
+def test_a_file_name_that_is_not_utf8_gets_its_row_and_resumes(job, tmp_path, fmt):
+    folder = tmp_path / "old_disk"
+    folder.mkdir()
+    try:
+        Image.new("L", (8, 8)).save(os.path.join(os.fsencode(folder), b"caf\xe9.png"))  # a Latin-1 name
+    except OSError:
+        pytest.skip("this filesystem only takes UTF-8 names")
+    Image.new("L", (8, 8), 255).save(folder / "b.png")
+    out = tmp_path / f"rows.{fmt}"
+    args = ["classify", str(folder), "-m", str(job[0]), "-q", "-o", str(out)]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    whole = out.read_bytes()
+    assert b"caf\xe9.png" in whole  # the name's own bytes, as the filesystem holds them
+    rows = tmp_path / "rows_as_lines.jsonl"
+    assert CliRunner().invoke(app, [*args[:-1], str(rows)]).exit_code == 0
+    latin = next(line for line in rows.read_bytes().splitlines(keepends=True) if b"caf\xe9.png" in line)
+    (tmp_path / f"rows.{fmt}.partial").write_bytes(latin)  # its row done, b.png's not
+    out.unlink()
+    assert CliRunner().invoke(app, [*args, "--resume"]).exit_code == 0
+    assert out.read_bytes() == whole
+    assert CliRunner().invoke(app, [*args, "--resume"]).exit_code == 0  # from the finished file: nothing redone
+    assert out.read_bytes() == whole

@@ -115,7 +115,7 @@ class OutputWriteError(VisiontoolError):
 def _records(path: Path, fmt: str) -> Iterator[tuple[str, object]]:
     """(path, record) for each row of a finished output: the row's JSON text (JSON Lines, JSON),
     or its CSV lines as dicts. Texts are kept as written, so rows carried over stay byte for byte."""
-    with open(path, encoding="utf-8", newline="") as f:
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
         if fmt == "csv":
             group: list[dict] = []
             for line in csv.DictReader(f):  # a row's lines are consecutive and share its path
@@ -140,6 +140,11 @@ def _records(path: Path, fmt: str) -> Iterator[tuple[str, object]]:
             except (ValueError, KeyError, TypeError):
                 raise UsageError(f"--resume: {path} line {n} is not a row this command wrote; "
                                  f"move the file away to start over") from None
+
+
+def _text(line: bytes) -> str:
+    # Paths that are not UTF-8 (an old disk's Latin-1 names) travel as Python's surrogate escapes.
+    return line.decode("utf-8", "surrogateescape")
 
 
 class _Out:
@@ -213,7 +218,7 @@ class RowFile:
         with open(self.partial, "rb") as f:
             for line in f:
                 try:
-                    row = json.loads(line) if line.endswith(b"\n") else None
+                    row = json.loads(_text(line)) if line.endswith(b"\n") else None
                     path = row["path"] if isinstance(row, dict) else None
                 except (ValueError, KeyError, TypeError):
                     path = None
@@ -275,7 +280,7 @@ class RowFile:
         with open(self.partial, "rb") as f:
             offset = 0
             for line in f:
-                path = json.loads(line)["path"]
+                path = json.loads(_text(line))["path"]
                 if path in seen:
                     dropped = True
                 else:
@@ -288,14 +293,14 @@ class RowFile:
                 os.replace(self.partial, self.output)  # already the output, byte for byte
                 return
             entries.sort()
-            with atomic_write(self.output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as out:
+            with atomic_write(self.output) as tmp, open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="") as out:
                 writer = _Out(out, self.fmt, self.flatten, self.columns)
                 for _, path, start, length in entries:
                     if start < 0:
                         writer.add(self._old[path])
                     else:
                         f.seek(start)
-                        writer.add(f.read(length).decode("utf-8", "surrogateescape").rstrip("\n"))
+                        writer.add(_text(f.read(length)).rstrip("\n"))
                 writer.end()
                 out.flush()
                 os.fsync(out.fileno())
@@ -332,7 +337,7 @@ def merge_parts(output: Path, n: int, flatten=None, columns: list[str] | None = 
                          f"if it was interrupted)")
     readers = [_records(p, fmt) for p in parts]
     count = 0
-    with atomic_write(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as out:
+    with atomic_write(output) as tmp, open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="") as out:
         writer = _Out(out, fmt, flatten or (lambda row: row), columns)
         short = False  # a part ran out: the next round must find every part at its end
         while readers:
