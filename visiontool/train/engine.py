@@ -199,7 +199,9 @@ def _fit(cfg, dist, device, resume_dir, on_epoch_end, resume_command) -> TrainRe
                 sums = torch.zeros(job.train_sums, dtype=torch.float64, device=device)  # this rank's running sums
                 first = 0
                 if state.step:  # resumed inside this epoch: its first steps are done, dropout goes on
-                    first, sums = state.step, state.sums.to(device)
+                    first = state.step
+                    if dist.is_main:  # the sums are summed over ranks at the epoch's end: counted once
+                        sums = state.sums.to(device)
                     _set_rng(state.rng, device)
                     state.step, state.sums, state.rng = 0, None, None
                 with say.bar(f"epoch {epoch + 1}/{cfg.epochs}", steps, unit="batch") as advance:
