@@ -67,3 +67,26 @@ def test_unknown_options_and_commands_are_one_line_and_exit_2():
                        (["classify"], "Missing argument 'SOURCES'"), (["weights", "list", "--bad"], "--bad")):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1 and said in result.stderr
+
+
+def test_a_folder_where_a_file_is_expected_and_the_reverse_is_one_line_and_exit_2(tmp_path):
+    from PIL import Image
+
+    image = tmp_path / "a.png"
+    Image.new("L", (8, 8)).save(image)
+    (tmp_path / "rows.json").mkdir()
+    (tmp_path / "note.txt").write_text("a file")
+    cases = [
+        (["classify", str(image), "-o", str(tmp_path / "rows.json")], "--output"),
+        (["classify", str(image), "-o", str(tmp_path / "note.txt" / "rows.jsonl")], "--output"),
+        (["detect", str(image), "--save-dir", str(tmp_path / "note.txt")], "--save-dir"),
+        (["detect", str(image), "--coco-json", str(tmp_path / "rows.json")], "--coco-json"),
+        (["classify", str(image), "-m", str(tmp_path / "missing.onnx")], "missing.onnx"),
+        (["classify", str(tmp_path / "nowhere")], "source not found"),
+        (["export", "lenet5-mnist", "--int8", "--calibration", str(tmp_path / "nowhere")], "--calibration"),
+        (["train", str(tmp_path / "note.txt"), "--model", "lenet5"], "note.txt"),
+    ]
+    for args, said in cases:
+        result = CliRunner().invoke(app, [*args, "--offline", "-q"] if args[0] != "train" else args)
+        lines = result.stderr.strip().splitlines()
+        assert result.exit_code == 2 and len(lines) == 1 and said in lines[0], (args, result.output)

@@ -54,7 +54,8 @@ def test_decompression_bombs_are_refused_before_decoding_naming_the_limit_and_th
     with pytest.raises(DecodeError) as err:
         decode(path)
     assert str(err.value) == ("image too large: 50000 x 50000 = 2,500,000,000 pixels, above the limit of 178,956,970 "
-                              "that guards against decompression bombs (raise it with --max-pixels)")
+                              "that guards against decompression bombs (raise it with --max-pixels or "
+                              "VISIONTOOL_MAX_PIXELS)")
 
 
 def test_max_pixels_sets_the_limit(tmp_path):
@@ -69,6 +70,15 @@ def test_max_pixels_sets_the_limit(tmp_path):
         assert CliRunner().invoke(app, [*args, "--max-pixels", "6000"]).exit_code == 0
     finally:
         set_max_pixels(None)
+
+
+def test_the_environment_sets_the_limit_for_every_command(tmp_path, monkeypatch):
+    Image.new("L", (100, 60), 128).save(tmp_path / "a.png")
+    monkeypatch.setenv("VISIONTOOL_MAX_PIXELS", "5999")  # what train and val, without --max-pixels, read
+    with pytest.raises(DecodeError, match="^image too large: 100 x 60 = 6,000 pixels, above the limit of 5,999 "):
+        decode(tmp_path / "a.png")
+    monkeypatch.setenv("VISIONTOOL_MAX_PIXELS", "6000")
+    assert decode(tmp_path / "a.png").size == (100, 60)
 
 
 def _seeds() -> dict[str, bytes]:

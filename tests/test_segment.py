@@ -7,6 +7,7 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -242,3 +243,28 @@ def test_table_and_headline_name_the_classes_found():
     assert "background 70.0%, dog 30.0%" in text and "out/a_mask.png" in text and "not an image" in text
     assert Segment().headline(rows[0]) == "dog"  # the largest class besides the background
     assert Segment().headline({"classes": found[:1]}) == "background"
+
+
+def test_a_resumed_run_gives_the_rows_and_mask_names_of_an_uninterrupted_one(tiny, tmp_path):
+    ckpt, images = tiny
+    folder = tmp_path / "in"
+    for sub in ("x", "y"):  # two inputs with one stem: the second mask takes another name
+        (folder / sub).mkdir(parents=True)
+        (folder / sub / "a.jpg").write_bytes((images / "a.jpg").read_bytes())
+    rows_file, save = tmp_path / "rows.jsonl", tmp_path / "masks"
+    args = ["segment", str(folder), "-r", "-m", str(ckpt), "--save-dir", str(save), "-o", str(rows_file),
+            "--workers", "0", "-q"]
+    assert runner.invoke(app, args).exit_code == 0
+    whole = rows_file.read_text()
+    first, second = (json.loads(line) for line in whole.splitlines())
+    assert first["mask"] != second["mask"]
+    masks = {p.name: p.read_bytes() for p in save.iterdir()}
+    # As a run killed after its first row leaves it: that row in the partial file, its pictures.
+    rows_file.unlink()
+    (tmp_path / "rows.jsonl.partial").write_text(whole.splitlines(keepends=True)[0])
+    for name in ("mask", "overlay"):
+        Path(second[name]).unlink()
+    result = runner.invoke(app, [*args, "--resume"])
+    assert result.exit_code == 0, result.output
+    assert rows_file.read_text() == whole
+    assert {p.name: p.read_bytes() for p in save.iterdir()} == masks

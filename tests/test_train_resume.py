@@ -25,6 +25,20 @@ def data(tmp_path_factory):
     return make_dataset(tmp_path_factory.mktemp("resume") / "data", train_per_class=8, val_per_class=3)
 
 
+KILL_ARGS = ["--model", "lenet5", "--batch-size", "6", "--epochs", "3", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def straight(data, tmp_path_factory):
+    """An uninterrupted run with KILL_ARGS, and how long it took."""
+    import time
+
+    run = tmp_path_factory.mktemp("straight") / "run"
+    started = time.monotonic()
+    assert CliRunner().invoke(app, ["train", str(data), *KILL_ARGS, "--out", str(run)]).exit_code == 0
+    return run, time.monotonic() - started
+
+
 def _weights(run_dir, name="last.safetensors"):
     return checkpoint.load(run_dir / name)[0]
 
@@ -111,7 +125,7 @@ def test_resume_accepts_the_original_command_line(data, tmp_path):
     assert result.exit_code == 2 and f"DATA {tmp_path} (the run has {data})" in result.stderr
 
 
-def test_sigkill_at_a_random_moment_leaves_a_run_that_resumes_to_the_same_weights(data, tmp_path):
+def test_sigkill_at_a_random_moment_leaves_a_run_that_resumes_to_the_same_weights(data, straight, tmp_path):
     import os
     import subprocess
     import sys
@@ -121,28 +135,23 @@ def test_sigkill_at_a_random_moment_leaves_a_run_that_resumes_to_the_same_weight
     import numpy as np
 
     root = Path(__file__).resolve().parent.parent
-    args = ["train", str(data), "--model", "lenet5", "--batch-size", "6", "--epochs", "3", "--quiet"]
-    started = time.monotonic()
-    assert CliRunner().invoke(app, [*args, "--out", str(tmp_path / "straight")]).exit_code == 0
-    seconds = time.monotonic() - started
     cut = tmp_path / "cut"
-    proc = subprocess.Popen([sys.executable, "-m", "visiontool", *args, "--out", str(cut)], cwd=root,
-                            env={**os.environ, "PYTHONPATH": str(root)}, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "visiontool", "train", str(data), *KILL_ARGS, "--out", str(cut)],
+                            cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, stderr=subprocess.PIPE)
     while not (cut / "state.pt").exists() and proc.poll() is None:  # written before the first step
         time.sleep(0.01)
-    time.sleep(np.random.default_rng(3).uniform(0.1, 0.7) * seconds)  # somewhere in the three epochs
+    time.sleep(np.random.default_rng(3).uniform(0.1, 0.7) * straight[1])  # somewhere in the three epochs
     assert proc.poll() is None, "the run ended before the kill"
     proc.kill()
     proc.wait()
-    epochs_done = torch.load(cut / "state.pt", weights_only=True)["epoch"]
-    assert epochs_done < 3
+    assert torch.load(cut / "state.pt", weights_only=True)["epoch"] < 3
     result = CliRunner().invoke(app, ["train", "--resume", str(cut), "--quiet"])
     assert result.exit_code == 0, result.output
-    _assert_same(_weights(cut), _weights(tmp_path / "straight"))
-    assert [r["val_top1"] for r in _rows(cut)] == [r["val_top1"] for r in _rows(tmp_path / "straight")]
+    _assert_same(_weights(cut), _weights(straight[0]))
+    assert [r["val_top1"] for r in _rows(cut)] == [r["val_top1"] for r in _rows(straight[0])]
 
 
-def test_ctrl_c_ends_the_step_and_says_how_to_resume(data, tmp_path):
+def test_ctrl_c_ends_the_step_saves_it_and_resumes_to_the_same_weights(data, straight, tmp_path):
     import os
     import signal
     import threading
@@ -150,20 +159,23 @@ def test_ctrl_c_ends_the_step_and_says_how_to_resume(data, tmp_path):
 
     run = tmp_path / "run"
 
-    def press_ctrl_c():  # once the first epoch is saved, as a user at the terminal would
+    def press_ctrl_c():  # in the second epoch, as a user at the terminal would
         while not (run / "results.csv").exists():
-            time.sleep(0.01)
+            time.sleep(0.005)
+        time.sleep(0.02)
         os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=press_ctrl_c, daemon=True).start()
-    result = CliRunner().invoke(app, ["train", str(data), "--model", "lenet5", "--batch-size", "6", "--epochs", "50",
-                                      "--out", str(run)])
+    result = CliRunner().invoke(app, ["train", str(data), *KILL_ARGS[:-1], "--out", str(run)])
     assert result.exit_code == 130
-    epochs = torch.load(run / "state.pt", weights_only=True)["epoch"]
-    assert epochs >= 1 and (run / "last.safetensors").exists()
+    state = torch.load(run / "state.pt", weights_only=True)
+    assert state["epoch"] >= 1 and 0 < state["step"] and (run / "last.safetensors").exists()
     assert result.stderr.strip().splitlines()[-1] == (
-        f"warning: interrupted in epoch {epochs + 1}; state.pt holds the run after epoch {epochs}: "
-        f"continue with: visiontool train --resume {run}")
+        f"warning: interrupted in epoch {state['epoch'] + 1} after step {state['step']} of 4; state.pt holds the run "
+        f"up to there: continue with: visiontool train --resume {run}")
+    assert CliRunner().invoke(app, ["train", "--resume", str(run), "--quiet"]).exit_code == 0
+    _assert_same(_weights(run), _weights(straight[0]))
+    assert [r["val_top1"] for r in _rows(run)] == [r["val_top1"] for r in _rows(straight[0])]
 
 
 def test_a_full_disk_while_saving_a_checkpoint_is_one_error_and_the_run_resumes(data, tmp_path, monkeypatch):

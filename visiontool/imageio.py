@@ -64,14 +64,24 @@ _SNIFF_BYTES: Final = 32
 # default is where Pillow's own guard turns from a warning into an error (about 13,000 x 13,000);
 # --max-pixels raises it for real gigapixel scans. Pillow's check is off so that ours, with a
 # message that names the way out, is the one that speaks.
+# VISIONTOOL_MAX_PIXELS sets it for every command (train and val too).
 DEFAULT_MAX_PIXELS: Final = 2 * 89_478_485
-_limit = {"pixels": DEFAULT_MAX_PIXELS}
+ENV_MAX_PIXELS: Final = "VISIONTOOL_MAX_PIXELS"
+_limit: dict = {"pixels": None}  # None: the environment's, else the default
 Image.MAX_IMAGE_PIXELS = None
 
 
 def set_max_pixels(pixels: int | None) -> None:
-    """The largest picture `decode` accepts (None: the default). Set it before decoding workers start."""
-    _limit["pixels"] = DEFAULT_MAX_PIXELS if pixels is None else int(pixels)
+    """The largest picture `decode` accepts (None: VISIONTOOL_MAX_PIXELS, else the default). Set
+    it before decoding workers start."""
+    _limit["pixels"] = None if pixels is None else int(pixels)
+
+
+def max_pixels() -> int:
+    if _limit["pixels"] is not None:
+        return _limit["pixels"]
+    value = os.environ.get(ENV_MAX_PIXELS, "").strip().replace(",", "").replace("_", "")
+    return int(value) if value.isdigit() and int(value) > 0 else DEFAULT_MAX_PIXELS
 
 
 class DecodeError(VisiontoolError):
@@ -160,10 +170,11 @@ def decode(
 
 
 def _check_pixels(path, width: int, height: int) -> None:
-    limit = _limit["pixels"]
+    limit = max_pixels()
     if width * height > limit:
         raise DecodeError(path, f"image too large: {width} x {height} = {width * height:,} pixels, above the limit of "
-                                f"{limit:,} that guards against decompression bombs (raise it with --max-pixels)")
+                                f"{limit:,} that guards against decompression bombs (raise it with --max-pixels or "
+                                f"{ENV_MAX_PIXELS})")
 
 
 @contextlib.contextmanager

@@ -86,6 +86,14 @@ def _torch_collate(items):
     return collate(items, torch.from_numpy)  # tensors cross worker processes in shared memory
 
 
+def _ignore_ctrl_c(worker_id: int) -> None:
+    # Ctrl-C reaches every process of the terminal's group: decoding workers leave it to the
+    # main process, which ends the batch in flight and then stops them (runner.py).
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _process_batches(paths, prep, batch_size, workers, fast_decode, keep) -> Iterator[Batch]:
     from torch.utils.data import DataLoader
 
@@ -93,6 +101,7 @@ def _process_batches(paths, prep, batch_size, workers, fast_decode, keep) -> Ite
         _PathDataset(paths, prep, fast_decode, keep),  # type: ignore[arg-type]
         batch_size=batch_size,
         num_workers=workers,
+        worker_init_fn=_ignore_ctrl_c if workers else None,
         collate_fn=_torch_collate,
         prefetch_factor=4 if workers else None,
         multiprocessing_context="fork" if workers and sys.platform == "linux" else None,

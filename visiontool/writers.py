@@ -20,10 +20,16 @@ from visiontool.fsutil import atomic_write
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".json": "json"}
 
 
-def format_for(path: Path) -> str:
+def format_for(path: Path, option: str = "--output") -> str:
+    """The rows format a file name asks for; a usage error for an unknown one, or for a path
+    that cannot become a file (a folder, or under a file), before any work is done."""
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise UsageError(f"--output {path}: unknown format (use .jsonl, .csv or .json)")
+        raise UsageError(f"{option} {path}: unknown format (use .jsonl, .csv or .json)")
+    if path.is_dir():
+        raise UsageError(f"{option} {path}: is a folder; name a file")
+    if any(parent.exists() and not parent.is_dir() for parent in path.parents):
+        raise UsageError(f"{option} {path}: a folder on its path is a file")
     return fmt
 
 
@@ -98,6 +104,10 @@ def part_path(output: Path, k: int, n: int) -> Path:
     return output.with_name(f"{output.stem}.part-{k}-of-{n}{output.suffix}")
 
 
+class PartMissing(UsageError):
+    """A share's part is not there to merge (not run yet, or merged by another share)."""
+
+
 class OutputWriteError(VisiontoolError):
     """Rows could not be written (a full disk); what was written before is whole and kept."""
 
@@ -105,7 +115,7 @@ class OutputWriteError(VisiontoolError):
 def _records(path: Path, fmt: str) -> Iterator[tuple[str, object]]:
     """(path, record) for each row of a finished output: the row's JSON text (JSON Lines, JSON),
     or its CSV lines as dicts. Texts are kept as written, so rows carried over stay byte for byte."""
-    with open(path, encoding="utf-8", newline="") as f:
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
         if fmt == "csv":
             group: list[dict] = []
             for line in csv.DictReader(f):  # a row's lines are consecutive and share its path
@@ -130,6 +140,11 @@ def _records(path: Path, fmt: str) -> Iterator[tuple[str, object]]:
             except (ValueError, KeyError, TypeError):
                 raise UsageError(f"--resume: {path} line {n} is not a row this command wrote; "
                                  f"move the file away to start over") from None
+
+
+def _text(line: bytes) -> str:
+    # Paths that are not UTF-8 (an old disk's Latin-1 names) travel as Python's surrogate escapes.
+    return line.decode("utf-8", "surrogateescape")
 
 
 class _Out:
@@ -203,7 +218,7 @@ class RowFile:
         with open(self.partial, "rb") as f:
             for line in f:
                 try:
-                    row = json.loads(line) if line.endswith(b"\n") else None
+                    row = json.loads(_text(line)) if line.endswith(b"\n") else None
                     path = row["path"] if isinstance(row, dict) else None
                 except (ValueError, KeyError, TypeError):
                     path = None
@@ -265,7 +280,7 @@ class RowFile:
         with open(self.partial, "rb") as f:
             offset = 0
             for line in f:
-                path = json.loads(line)["path"]
+                path = json.loads(_text(line))["path"]
                 if path in seen:
                     dropped = True
                 else:
@@ -278,18 +293,33 @@ class RowFile:
                 os.replace(self.partial, self.output)  # already the output, byte for byte
                 return
             entries.sort()
-            with atomic_write(self.output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as out:
+            with atomic_write(self.output) as tmp, open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="") as out:
                 writer = _Out(out, self.fmt, self.flatten, self.columns)
                 for _, path, start, length in entries:
                     if start < 0:
                         writer.add(self._old[path])
                     else:
                         f.seek(start)
-                        writer.add(f.read(length).decode("utf-8", "surrogateescape").rstrip("\n"))
+                        writer.add(_text(f.read(length)).rstrip("\n"))
                 writer.end()
                 out.flush()
                 os.fsync(out.fileno())
         self.partial.unlink()
+
+
+def count_parts(output: Path) -> int:
+    """N, from the parts of `output` beside it (OUTPUT-STEM.part-K-of-N.EXT)."""
+    import re
+
+    pattern = re.compile(re.escape(output.stem) + r"\.part-\d+-of-(\d+)" + re.escape(output.suffix) + r"(\.partial)?")
+    folder = output.parent if str(output.parent) else Path(".")
+    found = {int(m[1]) for p in (folder.iterdir() if folder.is_dir() else []) if (m := pattern.fullmatch(p.name))}
+    if not found:
+        raise UsageError(f"no parts of {output} to merge (they are named {part_path(output, 1, 4).name} and so on)")
+    if len(found) > 1:
+        raise UsageError(f"parts of {output} from runs with different share counts ({', '.join(map(str, sorted(found)))}): "
+                         f"remove those of the other runs")
+    return found.pop()
 
 
 def merge_parts(output: Path, n: int, flatten=None, columns: list[str] | None = None) -> int:
@@ -299,12 +329,15 @@ def merge_parts(output: Path, n: int, flatten=None, columns: list[str] | None = 
     fmt = format_for(output)
     parts = [part_path(output, k, n) for k in range(1, n + 1)]
     missing = [p for p in parts if not p.exists()]
+    if missing and partial_path(missing[0]).exists():
+        raise PartMissing(f"cannot merge {output}: {missing[0]} is unfinished (its .partial file is there): run "
+                          f"that shard again with --resume")
     if missing:
-        raise UsageError(f"cannot merge {output}: {missing[0]} is missing (run that shard, with --resume "
+        raise PartMissing(f"cannot merge {output}: {missing[0]} is missing (run that shard, with --resume "
                          f"if it was interrupted)")
     readers = [_records(p, fmt) for p in parts]
     count = 0
-    with atomic_write(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as out:
+    with atomic_write(output) as tmp, open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="") as out:
         writer = _Out(out, fmt, flatten or (lambda row: row), columns)
         short = False  # a part ran out: the next round must find every part at its end
         while readers:
@@ -323,5 +356,5 @@ def merge_parts(output: Path, n: int, flatten=None, columns: list[str] | None = 
             short, readers = ended, alive
         writer.end()
     for p in parts:
-        p.unlink()
+        p.unlink(missing_ok=True)  # a share that merged at the same moment may have removed it
     return count

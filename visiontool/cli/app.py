@@ -46,7 +46,7 @@ def _register() -> None:
     # Each module defines its command with Typer's public API and keeps its EXAMPLES (and, when
     # the default usage line would mislead, its USAGE); none imports torch at import.
     # One line per command, in the order `--help` lists them.
-    from visiontool.cli import benchmark, classify, detect, export, models, segment, train, val, weights
+    from visiontool.cli import benchmark, classify, detect, export, merge, models, segment, train, val, weights
 
     def add(name: str, module, func) -> None:
         usage = getattr(module, "USAGE", None)
@@ -62,6 +62,7 @@ def _register() -> None:
     add("benchmark", benchmark, benchmark.benchmark)
     add("train", train, train.train)
     add("val", val, val.val)
+    add("merge", merge, merge.merge)
 
 _register()
 

@@ -116,7 +116,8 @@ MaxPixels = Annotated[
     Optional[int],
     typer.Option(min=1, metavar="PIXELS", show_default=False,
                  help="Refuse images larger than this many pixels, from their header, before decoding "
-                 "(default: 178,956,970, about 13,000 x 13,000; a guard against decompression bombs)."),
+                 "(default: 178,956,970, about 13,000 x 13,000; a guard against decompression bombs; "
+                 "VISIONTOOL_MAX_PIXELS sets it for every command, train and val too)."),
 ]
 Recursive = Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")]
 Backend = Annotated[

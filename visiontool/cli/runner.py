@@ -8,9 +8,7 @@ shares with --shard K/N or by torchrun, each writing its own part, the last one 
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import os
 import re
 import sys
 import time
@@ -106,6 +104,9 @@ def run_rows(task, o: RunOptions) -> None:
     if rowfile is not None:
         rowfile.order = paths
         todo = [p for p in paths if p not in rowfile.done]
+        for p in paths:
+            if p in rowfile.done:
+                task.skip(p)
         if rowfile.done and not o.quiet:
             progress.info(f"resuming: {len(paths) - len(todo)} of {len(paths)} images already have a row "
                           f"in {target if target.exists() else rowfile.partial}")
@@ -158,7 +159,13 @@ def run_rows(task, o: RunOptions) -> None:
             if rowfile is not None:
                 rowfile.close()
     if rowfile is not None:
-        rowfile.finish()
+        try:
+            rowfile.finish()
+        except OSError as err:
+            if err.errno not in _DISK_FULL:
+                raise
+            raise OutputWriteError(f"cannot write {target}: {err.strerror}; every row is kept in {rowfile.partial}: "
+                                   f"free space and run the same command with --resume") from None
     elif writer is not None:
         writer.close()
     seconds = time.perf_counter() - start
@@ -197,10 +204,11 @@ def _stop(rowfile, writer, done: int, total: int) -> None:
 
 def _merge_when_complete(task, output: Path, share: tuple[int, int], quiet: bool) -> None:
     """The last share to finish joins the parts into --output. Each share checks after its own
-    part is in place, so the last one always sees every part; a lock file keeps two that finish
-    together from both merging."""
+    part is in place, so the last one always sees every part. Two that finish together may both
+    merge: each writes the same output atomically, and the one that finds a part already gone
+    leaves the merge to the other. No lock, so no stale lock can block a later --resume."""
     from visiontool import progress
-    from visiontool.writers import merge_parts, part_path, partial_path
+    from visiontool.writers import PartMissing, merge_parts, part_path, partial_path
 
     k, n = share
     parts = [part_path(output, i, n) for i in range(1, n + 1)]
@@ -209,16 +217,9 @@ def _merge_when_complete(task, output: Path, share: tuple[int, int], quiet: bool
             progress.info(f"share {k} of {n} done: {part_path(output, k, n)}; the last share to finish "
                           f"merges the parts into {output}")
         return
-    lock = output.with_name(output.name + ".merging")
     try:
-        os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-    except FileExistsError:
-        return  # another share is merging
-    try:
-        if all(p.exists() for p in parts):  # else another share merged them already
-            count = merge_parts(output, n, task.csv_rows, task.csv_columns())
-            if not quiet:
-                progress.info(f"merged {n} parts into {output}: {count} rows")
-    finally:
-        with contextlib.suppress(OSError):
-            lock.unlink()
+        count = merge_parts(output, n, task.csv_rows, task.csv_columns())
+    except (FileNotFoundError, PartMissing):
+        return  # another share merged them first
+    if not quiet:
+        progress.info(f"merged {n} parts into {output}: {count} rows")

@@ -73,6 +73,8 @@ def _check(o: ExportOptions) -> None:
         raise UsageError("--half and --int8 exclude each other: pick one precision")
     if o.calibration and not o.int8:
         raise UsageError("--calibration calibrates int8 quantization: add --int8")
+    if o.calibration and not Path(o.calibration).is_dir():  # said now, not after the export
+        raise UsageError(f"--calibration {o.calibration}: not a folder of images")
     if o.batch is not None and o.batch < 1:
         raise UsageError(f"--batch {o.batch}: use dynamic or a positive number")
     if o.image_size is not None and o.image_size < 8:

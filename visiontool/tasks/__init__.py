@@ -11,6 +11,7 @@ backends, runner, writers) call these methods and never ask which task they serv
     keep_images / save(path, row, image)  pictures of a decoded image (annotated images)
     finish(ok)                  close what the task writes besides rows (kept only when ok)
     cannot_resume()             why --resume/--shard cannot work with its options (or None)
+    skip(path)                  an input done by an earlier run (--resume): reserve its names
     export_outputs(info), export_batch(info, batch), compare(pairs, info, precision, min_agreement)
                                 the ONNX graph's outputs and the rule that verifies them
 
@@ -64,6 +65,10 @@ class Task:
 
     def finish(self, ok: bool) -> None:
         """The run ended (ok: every row was produced); side files are completed or dropped."""
+
+    def skip(self, path: str) -> None:
+        """`path` already has its row from an earlier run (--resume): it is not processed again,
+        but what the task hands out per input in input order (picture names) is reserved for it."""
 
     def cannot_resume(self) -> str | None:
         """Why this task's side outputs cannot be built over several runs or shares (an option

@@ -48,6 +48,12 @@ class Detect(Task):
         self._names = None
         if coco_json is not None and Path(coco_json).suffix.lower() != ".json":
             raise UsageError(f"--coco-json {coco_json}: the file name must end in .json")
+        if coco_json is not None:
+            from visiontool.writers import format_for
+
+            format_for(Path(coco_json), "--coco-json")  # a folder of that name: said now, not after the run
+        if save_dir is not None and any(p.exists() and not p.is_dir() for p in (Path(save_dir), *Path(save_dir).parents)):
+            raise UsageError(f"--save-dir {save_dir}: is a file (or under one); name a folder")
         self.coco = CocoResults(Path(coco_json)) if coco_json else None
 
     def check_model(self, info, model: str) -> None:
@@ -82,6 +88,10 @@ class Detect(Task):
             for path, row in zip(decoded, rows):
                 self.coco.add(path, row["detections"])
         return rows
+
+    def skip(self, path: str) -> None:
+        if self._names is not None:  # its picture keeps its name; later inputs do not take it
+            self._names.name(path)
 
     def cannot_resume(self) -> str | None:
         return "--coco-json numbers the images of one whole run" if self.coco is not None else None

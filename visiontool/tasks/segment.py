@@ -133,6 +133,10 @@ class Segment(Task):
         self._names = NameKeeper(self.mask_dir)
         self._labels = info.labels
 
+    def skip(self, path: str) -> None:
+        if self._names is not None:  # its mask and overlay keep their names; later inputs do not take them
+            self._names.stem(path)
+
     def postprocess(self, outputs, batch, info) -> list[dict]:
         from visiontool.render import save_mask
 

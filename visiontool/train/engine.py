@@ -199,8 +199,16 @@ def _fit(cfg, dist, device, resume_dir, on_epoch_end, resume_command) -> TrainRe
 
                 net.train()
                 sums = torch.zeros(job.train_sums, dtype=torch.float64, device=device)  # this rank's running sums
+                first = 0
+                if state.step:  # resumed inside this epoch: its first steps are done, dropout goes on
+                    first = state.step
+                    if dist.is_main:  # the sums are summed over ranks at the epoch's end: counted once
+                        sums = state.sums.to(device)
+                    _set_rng(state.rng, device)
+                    state.step, state.sums, state.rng = 0, None, None
                 with say.bar(f"epoch {epoch + 1}/{cfg.epochs}", steps, unit="batch") as advance:
-                    for step in range(steps):
+                    advance(first)
+                    for step in range(first, steps):
                         mine = slice(step * batch + dist.rank * local_batch, step * batch + (dist.rank + 1) * local_batch)
                         x, targets = job.batch(order[mine], params[mine], device)
                         with autocast():
@@ -219,8 +227,13 @@ def _fit(cfg, dist, device, resume_dir, on_epoch_end, resume_command) -> TrainRe
                             advance(1, info=f"loss {loss.item():.3f}")
                         else:
                             advance(1)
-                        if stop is not None and stop.requested:
-                            raise KeyboardInterrupt
+                        if stop is not None and stop.requested:  # Ctrl-C: keep this step, then stop
+                            state.step, state.sums, state.rng = step + 1, sums.cpu(), _get_rng(device)
+                            rundir.save_state(run_dir, module, optimizer, scheduler, scaler, state)
+                            say.warn(f"interrupted in epoch {epoch + 1} after step {step + 1} of {steps}; "
+                                     f"{STATE_FILE} holds the run up to there: continue with: "
+                                     f"visiontool train --resume {run_dir}")
+                            raise _Stopped
                 distributed.all_reduce_(dist, sums)
                 distributed.broadcast_buffers_(dist, module)
                 metrics, best_part = job.evaluate(module, local_batch * 2, amp_dtype if use_amp else None)
@@ -255,9 +268,12 @@ def _fit(cfg, dist, device, resume_dir, on_epoch_end, resume_command) -> TrainRe
                     stopped_early = True
                     say.line(f"stopping early: no better {job.best_metric} for {cfg.patience} epochs")
                     break
-    except KeyboardInterrupt:
+    except (_Stopped, KeyboardInterrupt) as stop:
         if state.epoch and dist.is_main:  # the plots of the epochs that finished
             job.plots(run_dir, state.rows, state.best, state.best_epoch)
+        if isinstance(stop, _Stopped):  # said where it stopped already
+            raise KeyboardInterrupt from None
+        # a second Ctrl-C, or any under torchrun: the epoch in flight is lost
         say.warn(f"interrupted in epoch {state.epoch + 1}; {STATE_FILE} holds the run after epoch {state.epoch}: "
                  f"continue with: visiontool train --resume {run_dir}")
         raise
@@ -271,6 +287,21 @@ def _fit(cfg, dist, device, resume_dir, on_epoch_end, resume_command) -> TrainRe
 
 
 # --------------------------------------------------------------------------------------- helpers
+
+
+class _Stopped(Exception):
+    """The run stopped at a step boundary, its state saved."""
+
+
+def _get_rng(device) -> list:
+    """The global random state that dropout draws from (CPU, and the CUDA device when used)."""
+    return [torch.get_rng_state()] + ([torch.cuda.get_rng_state(device)] if device.type == "cuda" else [])
+
+
+def _set_rng(saved: list, device) -> None:
+    torch.set_rng_state(saved[0])
+    if device.type == "cuda" and len(saved) > 1:
+        torch.cuda.set_rng_state(saved[1], device)
 
 
 def _settle_batchnorm(module: nn.Module, steps_per_epoch: int) -> None:

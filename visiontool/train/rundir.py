@@ -29,6 +29,11 @@ class State:
     since_best: int = 0  # epochs since best_score improved (for --patience)
     best: object = None  # what the task's plots need of the best epoch (e.g. a confusion matrix)
     rows: list = field(default_factory=list)
+    # Stopped inside epoch `epoch` + 1 (Ctrl-C): the steps done, their running sums, and the
+    # random state dropout goes on from. 0 / None at an epoch's end.
+    step: int = 0
+    sums: object = None
+    rng: object = None
 
 
 def prepare_run_dir(cfg: TrainConfig, resume_dir: Path | None, resume_command: str) -> Path:

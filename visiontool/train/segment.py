@@ -304,7 +304,7 @@ def validate(loaded, model: str, data, device, batch_size: int, workers: int | N
     from visiontool.train.validate import _training_split_options
 
     options = _training_split_options(model)
-    ds = segment_data.scan_segmentation(data, *(options or (0.2, 0)))
+    ds = segment_data.scan_segmentation(data, *(options[:2] if options else (0.2, 0)))
     if ds.held_out and options is None:
         raise DatasetError(f"no val/ folder in {data}: point DATA at a dataset with val/ or at a folder of images/ and masks/")
     with say.bar(f"decoding {len(ds.val)} images and masks", len(ds.val)) as advance:
