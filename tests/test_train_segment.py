@@ -108,6 +108,25 @@ def test_unet_exports_to_onnx_with_dynamic_height_and_width(tmp_path):
     np.testing.assert_allclose(got, want, atol=1e-4)
 
 
+@pytest.mark.parametrize("params", [(1.0, 0.3, 0.8, 1, 0, 0.0, 0.0), (1.0, 0.5, 0.5, 0, 1, 0.99, 0.4),
+                                    (0.5, 0.2, 0.9, 1, 1, 0.99, 0.7)])
+def test_crops_move_image_and_mask_together(params):
+    from visiontool.train.segment import random_crop
+
+    rng = np.random.default_rng(3)
+    mask = rng.integers(0, 4, (70, 90)).astype(np.uint8)
+    mask[40:50, 60:70] = 9  # a small class: a centred crop (class pick 0.99) must hold it
+    image = np.repeat(mask[..., None] * 20, 3, axis=2)
+    x, y = random_crop(image, mask, params, 48)
+    assert x.shape == (3, 48, 48) and y.shape == (48, 48)
+    if params[0] == 1.0:  # no scaling: every pixel of the image still says its class
+        assert torch.equal(x[0], y.float() * 20)
+    else:  # a window larger than the image: the part outside is ignored
+        assert (y == 255).any() and set(y.unique().tolist()) - {255} <= set(range(4)) | {9}
+    if params[4]:
+        assert (y == 9).any()
+
+
 # ------------------------------------------------------------------------------------- dataset
 
 
@@ -269,5 +288,19 @@ def test_torchvision_models_get_resized_classifiers_and_the_auxiliary_loss():
     assert main.shape == aux.shape == (2, 3, 64, 64)
     loss, sums = SegmentTraining.loss(None, (main, aux), y)
     want = F.cross_entropy(main, y, ignore_index=255) + AUX_WEIGHT * F.cross_entropy(aux, y, ignore_index=255)
-    assert float(loss) == pytest.approx(float(want), rel=1e-5)
+    assert loss.item() == pytest.approx(want.item(), rel=1e-5)
     assert float(sums[0]) == pytest.approx(2 * float(want), rel=1e-5)
+
+
+def test_val_scores_the_pairs_a_run_held_out_and_refuses_to_guess_otherwise(tmp_path):
+    data = make_segmentation(tmp_path / "data", train=10, val=0)
+    out = tmp_path / "run"
+    train(TrainConfig(task="segment", data=str(data), epochs=1, batch_size=4, image_size=32, val_fraction=0.3,
+                      seed=5, out=str(out), quiet=True))
+    result = CliRunner().invoke(app, ["val", str(out / "best.safetensors"), str(data), "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["images"] == 3 and report["data"].endswith("30% of train/ held out (seed 5))")
+    assert report["miou"] == pytest.approx(float(_rows(out)[0]["val_miou"]), abs=1e-6)
+    other = CliRunner().invoke(app, ["val", "unet", str(data), "--weights", "none", "-q"])
+    assert other.exit_code == 2 and "no val/ folder in" in other.output

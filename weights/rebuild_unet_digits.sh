@@ -15,7 +15,7 @@ vt=${VISIONTOOL:-visiontool}
 # 2,000 training and 100 validation scenes of random sizes (160-640 px a side), 300 held-out,
 # in the segmentation layout: <split>/images, <split>/masks, classes.txt (background, 0..9).
 python scripts/digit_scenes.py "$work/digit-seg" --format seg --train 2000 --val 100 --heldout 300 --seed 0
-$vt train --task segment "$work/digit-seg" --epochs 40 --no-flip --seed 0 --device auto \
+$vt train --task segment "$work/digit-seg" --epochs 60 --no-flip --seed 0 --device auto \
     --output "$work/run" --quiet
 cp "$work/run/best.safetensors" weights/unet-digits.safetensors
 $vt val weights/unet-digits.safetensors "$work/digit-seg/heldout" --json > "$work/heldout.json"

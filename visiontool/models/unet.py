@@ -49,6 +49,12 @@ class UNet(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
+    @torch.no_grad()
+    def set_class_prior(self, frequencies: Tensor) -> None:
+        """Start the head at the classes' pixel frequencies (log priors as biases): the first
+        steps then learn where objects are, not that the background is the common class."""
+        self.head.bias.copy_(torch.log(frequencies.clamp(min=1e-6) / frequencies.sum()))
+
     def forward(self, x: Tensor) -> Tensor:
         skips = []
         for level in self.down:

@@ -55,7 +55,8 @@ def _save(fig, path: Path) -> None:
 
 _NAMES = {"train_loss": "train", "val_loss": "val", "train_box": "train, box", "train_cls": "train, class",
           "train_acc": "train top-1", "val_top1": "val top-1", "val_top5": "val top-5",
-          "val_map50": "val mAP@0.5", "val_map": "val mAP@0.5:0.95"}
+          "val_map50": "val mAP@0.5", "val_map": "val mAP@0.5:0.95",
+          "val_pixel_acc": "val pixel accuracy", "val_miou": "val mIoU"}
 
 
 def plot_curves(path: Path, rows: list[dict], loss: tuple[str, ...] = ("train_loss", "val_loss"),

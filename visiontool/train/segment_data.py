@@ -51,6 +51,7 @@ class SegmentationDataset:
     val: list[Pair]
     val_source: str  # "val/", or how the validation pairs were held out
     named: bool  # class names came from classes.txt (else they are the indices)
+    held_out: bool = False  # val is a seeded share of train/ (there is no val/ folder)
 
 
 @dataclass
@@ -87,7 +88,8 @@ def scan_segmentation(root: str | os.PathLike, val_fraction: float = 0.2, seed: 
         train = [p for i, p in enumerate(train) if i not in held]
         val_source = f"{val_fraction:.0%} of train/ held out (seed {seed})"
     classes = _read_classes(root / CLASSES_FILE)
-    return SegmentationDataset(root, classes or [], train, val, val_source, named=classes is not None)
+    return SegmentationDataset(root, classes or [], train, val, val_source, named=classes is not None,
+                               held_out=val_dir is None)
 
 
 def _pairs(split_dir: Path) -> list[Pair]:
