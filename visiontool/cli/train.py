@@ -24,7 +24,7 @@ from visiontool.train.config import (AUGMENTS, DEFAULT_LR, DEFAULT_WD, OPTIMIZER
 EXAMPLES = [
     "visiontool train data/ --model resnet18 --image-size 64 --epochs 10",
     "visiontool train --task detect scenes/ --epochs 30 --no-flip",
-    "visiontool train --task segment digit-seg/ --epochs 20 --no-flip",
+    "visiontool train --task segment digit-seg/ --epochs 8 --no-flip",
     "visiontool train --resume runs/train/resnet18-1 --epochs 20",
 ]
 USAGE = "[OPTIONS] (DATA | --resume RUN_DIR)"  # DATA is required, except to continue a run

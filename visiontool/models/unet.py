@@ -25,7 +25,7 @@ ARCH = "unet"
 # Inputs are RGB scaled to [0, 1] and normalized with ImageNet's statistics.
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-WIDTHS = (16, 32, 64, 96, 128)  # channels at strides 1, 2, 4, 8, 16
+WIDTHS = (16, 24, 48, 64, 96)  # channels at strides 1, 2, 4, 8, 16
 
 
 def _cbr(cin: int, cout: int, stride: int = 1) -> nn.Sequential:

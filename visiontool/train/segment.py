@@ -204,14 +204,14 @@ def random_crop(image: np.ndarray, mask: np.ndarray, params, size: int) -> tuple
     ex, ey = min(x0 + window, w), min(y0 + window, h)
     img[sy - y0 : ey - y0, sx - x0 : ex - x0] = image[sy:ey, sx:ex]
     lab[sy - y0 : ey - y0, sx - x0 : ex - x0] = mask[sy:ey, sx:ex]
-    x = torch.from_numpy(img).permute(2, 0, 1)
-    y = torch.from_numpy(lab)
-    if window != size:
-        x = F.interpolate(x[None].float(), size=(size, size), mode="bilinear", align_corners=False)[0]
-        y = F.interpolate(y[None, None].float(), size=(size, size), mode="nearest")[0, 0].to(torch.uint8)
+    if window != size:  # OpenCV: one thread, no tensor work per sample (torch's threads stay with the model)
+        import cv2
+
+        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR)
+        lab = cv2.resize(lab, (size, size), interpolation=cv2.INTER_NEAREST)
     if flip:
-        x, y = x.flip(-1), y.flip(-1)
-    return x.float(), y
+        img, lab = img[:, ::-1], lab[:, ::-1]
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float(), torch.from_numpy(np.ascontiguousarray(lab))
 
 
 def predict_split(module, split: segment_data.Decoded, normalize: Normalize, num_classes: int, device,
