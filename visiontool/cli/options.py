@@ -15,7 +15,7 @@ from typing import Annotated, List, Literal, Optional
 
 import typer
 
-TASK_NAMES = ("classify", "detect")
+TASK_NAMES = ("classify", "detect", "stylize")
 
 # Per-command defaults of the options whose help lists them.
 BATCH_SIZE = {"train": "64 (16 with --task detect)", "val": 64, "classify": 32, "benchmark": 32, "detect": 8}
@@ -122,8 +122,8 @@ Calibration = Annotated[
                  "--int8 is dynamic and benchmark's onnx-int8 uses generated images."),
 ]
 Task = Annotated[
-    Optional[Literal["classify", "detect"]],
-    typer.Option(case_sensitive=False, metavar="classify|detect", show_default=False,
+    Optional[Literal["classify", "detect", "stylize"]],
+    typer.Option(case_sensitive=False, metavar="classify|detect|stylize", show_default=False,
                  help="The task: what train trains (default classify), which models `models` lists "
                  "(default: all)."),
 ]
