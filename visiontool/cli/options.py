@@ -131,3 +131,40 @@ Sources = Annotated[
     List[str],
     typer.Argument(metavar="SOURCES", help="Image files, folders, globs ('photos/**/*.jpg' descends), @list.txt, or - for paths on stdin."),
 ]
+StyleImage = Annotated[
+    Optional[Path],
+    typer.Option(metavar="IMAGE", show_default=False,
+                 help="The picture whose style a style network learns (train --task stylize; required there)."),
+]
+ContentWeight = Annotated[
+    Optional[float],
+    typer.Option(min=0, metavar="W", show_default=False,
+                 help="Weight of the content loss: the loss network's features of the input kept "
+                 "(default: 1 for train --task stylize)."),
+]
+StyleWeight = Annotated[
+    Optional[float],
+    typer.Option(min=0, metavar="W", show_default=False,
+                 help="Weight of the style loss: the Gram matrices of the style image's features "
+                 "(default: 10 for train --task stylize)."),
+]
+TvWeight = Annotated[
+    Optional[float],
+    typer.Option(min=0, metavar="W", show_default=False,
+                 help="Weight of the total-variation loss, which keeps the output smooth "
+                 "(default: 1e-5 for train --task stylize)."),
+]
+LOSS_NETS = ("auto", "vgg16", "vgg19", "random")
+LossNet = Annotated[
+    Optional[Literal[LOSS_NETS]],
+    typer.Option(case_sensitive=False, metavar="|".join(LOSS_NETS), show_default=False,
+                 help="The network style losses are measured with: vgg16 or vgg19 (ImageNet weights, "
+                 "fetched like `weights pull`), random (random filters, no download) or auto (default: "
+                 "vgg16 when its weights are on disk or may be fetched, else random)."),
+]
+Width = Annotated[
+    Optional[int],
+    typer.Option(min=1, metavar="N", show_default=False,
+                 help="Channels of the style network's first layer; the others scale along "
+                 "(train --task stylize; default: 32, Johnson et al.'s)."),
+]
