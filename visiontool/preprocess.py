@@ -8,7 +8,10 @@ numbers whether it runs in PyTorch or onnxruntime. Three ways to fit an image to
   what torchvision itself calls for PIL images: the same bits;
 - "letterbox": the longer side scaled to `crop`, the rest padded with the mean colour (which
   normalizes to 0), so nothing of the image is lost (detectors);
-- "none": the image at its own size (models that resize inside, like torchvision's detectors).
+- "none": the image at its own size (models that resize inside, like torchvision's detectors,
+  and models that take any size);
+- "shorter": the shorter side resized to `resize`, the aspect ratio kept, nothing cut (models
+  that take any size, run at a chosen scale).
 No torch import here.
 """
 
@@ -31,7 +34,7 @@ _INTERPOLATION = {
 }
 
 
-FITS = ("crop", "letterbox", "none")
+FITS = ("crop", "letterbox", "none", "shorter")
 
 
 class Geometry(NamedTuple):
@@ -54,8 +57,8 @@ class Geometry(NamedTuple):
 
 @dataclass(frozen=True)
 class Preprocess:
-    crop: int  # side of the square the model sees ("none": unused)
-    resize: int  # shorter side is resized to this before the center crop (== crop: no margin)
+    crop: int  # side of the square the model sees ("none", "shorter": unused)
+    resize: int  # shorter side is resized to this before the center crop (== crop: no margin; "shorter": all)
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     channels: int = 3  # 3: RGB, 1: grayscale
@@ -77,7 +80,7 @@ class Preprocess:
         DCT scale down to it); None: full size."""
         if self.fit == "none":
             return None
-        side = self.resize if self.fit == "crop" else self.crop
+        side = self.resize if self.fit in ("crop", "shorter") else self.crop
         return (side, side)
 
     def at_size(self, size: int) -> "Preprocess":
@@ -120,7 +123,7 @@ class Preprocess:
             img = img.convert(self.mode)
         w0, h0 = img.size
         ow, oh = original or img.size
-        fit = {"crop": self._crop, "letterbox": self._letterbox, "none": self._as_is}[self.fit]
+        fit = {"crop": self._crop, "letterbox": self._letterbox, "none": self._as_is, "shorter": self._shorter}[self.fit]
         img, sx, sy, left, top = fit(img)
         return self._normalize(img), Geometry(ow, oh, sx * w0 / ow, sy * h0 / oh, left, top)
 
@@ -156,6 +159,13 @@ class Preprocess:
 
     def _as_is(self, img: Image.Image):
         return img, 1.0, 1.0, 0, 0
+
+    def _shorter(self, img: Image.Image):
+        w0, h0 = img.size
+        size = self.resized_size(w0, h0)
+        if size != img.size:
+            img = img.resize(size, _INTERPOLATION[self.interpolation], reducing_gap=None)
+        return img, size[0] / w0, size[1] / h0, 0, 0
 
     def _normalize(self, img: Image.Image) -> np.ndarray:
         pixels = np.asarray(img)

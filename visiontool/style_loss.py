@@ -114,13 +114,15 @@ class RandomPyramid(LossNetwork):
     """Random filters on an image pyramid, no training and no download.
 
     The image, centred, is average-pooled to 1, 1/2, 1/4 and 1/8 of its size; at each level two
-    random 3x3 convolutions, each followed by ReLU, respond to it. The second layer's Gram
-    matrices at the four levels are the style layers: together their fields span 5x5 to about
-    40x40 input pixels, the range of textures that Ustyuzhaninov et al.'s multi-scale single
-    layer covered with kernels up to 55 px, at a fraction of the cost of large kernels. The first two levels' second layers are the content layers. Filters are
-    drawn from a fixed seed with zero mean each (they respond to patterns, not to brightness)
-    and scaled to keep the responses' size from level to level (He et al.: random networks need
-    that scaling).
+    random 3x3 convolutions, each followed by ReLU, respond to it. Each level's layer is its
+    pixels and the second convolution's responses side by side; their Gram matrices at the four
+    levels are the style layers: colours, and patterns whose fields span 5x5 to about 40x40
+    input pixels, the range of textures that Ustyuzhaninov et al.'s multi-scale single layer
+    covered with kernels up to 55 px, at a fraction of the cost of large kernels. Levels 1 and
+    2 (1/2 and 1/4 scale) are the content layers: full-scale detail is left free to take the
+    style's texture. Filters are drawn from a fixed seed with zero mean each (they respond to
+    patterns; the pixels carry the colours) and scaled to He et al.'s variance, which keeps the
+    responses' size from layer to layer (random networks need that scaling).
     """
 
     name = "random"
@@ -128,17 +130,21 @@ class RandomPyramid(LossNetwork):
     LEVELS = 4
     CHANNELS = (32, 64)
     KERNELS = (3, 3)
+    CONTENT_LEVELS = slice(1, 3)
 
-    def __init__(self) -> None:
+    def __init__(self, channels: tuple[int, ...] = CHANNELS, kernels: tuple[int, ...] = KERNELS,
+                 levels: int = LEVELS) -> None:
         super().__init__()
         g = torch.Generator().manual_seed(self.SEED)
         self.convs = nn.ModuleList()
-        for _ in range(self.LEVELS):
-            (c1, c2), (k1, k2) = self.CHANNELS, self.KERNELS
-            self.convs.append(nn.Sequential(_random_conv(3, c1, k1, g), nn.ReLU(),
-                                            _random_conv(c1, c2, k2, g), nn.ReLU()))
-        self.style_layers = tuple(f"level{i}" for i in range(self.LEVELS))
-        self.content_layers = self.style_layers[:2]
+        for _ in range(levels):
+            layers, c_in = [], 3
+            for c_out, k in zip(channels, kernels):
+                layers += [_random_conv(c_in, c_out, k, g), nn.ReLU()]
+                c_in = c_out
+            self.convs.append(nn.Sequential(*layers))
+        self.style_layers = tuple(f"level{i}" for i in range(levels))
+        self.content_layers = self.style_layers[self.CONTENT_LEVELS]
         self.freeze()
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
@@ -147,7 +153,9 @@ class RandomPyramid(LossNetwork):
         for i, conv in enumerate(self.convs):
             if i:
                 x = F.avg_pool2d(x, 2, ceil_mode=True)
-            out[f"level{i}"] = conv(x)
+            # The level's pixels join its features: their Gram terms carry the colours (filters
+            # of zero mean do not see them) and how colours go with patterns.
+            out[f"level{i}"] = torch.cat([x, conv(x)], dim=1)
         return out
 
 

@@ -31,7 +31,7 @@ def detect(
     backend: opt.Backend = None,
     recursive: opt.Recursive = False,
     output: opt.Output = None,
-    save_dir: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Write annotated images here (same stem; JPEG for JPEG inputs, else PNG).")] = None,
+    save_dir: opt.SaveDir = None,
     save_crops: Annotated[bool, typer.Option("--save-crops", help="Also write a crop of each detection, in a folder per class under --save-dir.")] = False,
     coco_json: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Also write COCO results (image_id, category_id, bbox xywh, score).")] = None,
     exact_decode: opt.ExactDecode = False,

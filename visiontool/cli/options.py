@@ -18,7 +18,8 @@ import typer
 TASK_NAMES = ("classify", "detect", "stylize")
 
 # Per-command defaults of the options whose help lists them.
-BATCH_SIZE = {"train": "64 (16 with --task detect)", "val": 64, "classify": 32, "benchmark": 32, "detect": 8}
+BATCH_SIZE = {"train": "64 (16 with --task detect)", "val": 64, "classify": 32, "benchmark": 32, "detect": 8,
+              "stylize": 4}
 MODEL = {"classify": "resnet50", "detect": "griddet-digits"}
 
 
@@ -92,10 +93,16 @@ Output = Annotated[
         "-o",
         metavar="PATH",
         show_default=False,
-        help="Where results go: rows to FILE.jsonl, .csv or .json (classify, detect; default: "
+        help="Where results go: rows to FILE.jsonl, .csv or .json (classify, detect, stylize; default: "
         "a table or JSON Lines on stdout); the .onnx file (export; default: next to a "
         "checkpoint, same stem); the run folder (train; default: runs/train/MODEL-N).",
     ),
+]
+SaveDir = Annotated[
+    Optional[Path],
+    typer.Option(metavar="DIR", show_default=False,
+                 help="Write pictures here, with the input's stem (JPEG for JPEG inputs, else PNG): "
+                 "detect's annotated images (default: none), stylize's paintings (default: stylized/)."),
 ]
 Recursive = Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")]
 Backend = Annotated[

@@ -12,6 +12,7 @@ backends, runner, writers) call these methods and never ask which task they serv
     finish(ok)                  close what the task writes besides rows (kept only when ok)
     export_outputs(info), export_batch(info, batch), compare(pairs, info, precision, min_agreement)
                                 the ONNX graph's outputs and the rule that verifies them
+    open_model(...), check_model(info, model)   what runs the images, and whether it suits the task
 
 Importing this package imports no torch; task modules import theirs when a model runs.
 """
@@ -21,7 +22,8 @@ from __future__ import annotations
 from visiontool.errors import UsageError
 
 # name -> "module:Class" of its task object
-TASKS = {"classify": "visiontool.tasks.classify:Classify", "detect": "visiontool.tasks.detect:Detect"}
+TASKS = {"classify": "visiontool.tasks.classify:Classify", "detect": "visiontool.tasks.detect:Detect",
+         "stylize": "visiontool.tasks.stylize:Stylize"}
 
 
 def create(name: str, **options) -> "Task":
@@ -75,6 +77,15 @@ class Task:
         """Export verification: [(PyTorch outputs, onnxruntime outputs, counted)] per run ->
         {"max_abs_diff", "top1_agreement", "passed", "criterion"}."""
         raise NotImplementedError
+
+    def open_model(self, model: str, weights: str | None, backend: str | None, device: str, offline: bool,
+                   quiet: bool, images: int | None = None, image_size: int | None = None):
+        """(runner, ModelInfo) for a run: the network `model` names, on its backend. A task whose
+        runs need more than a network file (stylize: a style image to optimise towards, a scale)
+        opens its own."""
+        from visiontool.backends import open_model
+
+        return open_model(model, weights, backend, device, offline, quiet, images=images, image_size=image_size)
 
     def check_model(self, info, model: str) -> None:
         if info.task != self.name:
