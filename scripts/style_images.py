@@ -3,7 +3,7 @@ this project's own (no licence but the project's).
 
     python scripts/style_images.py samples/styles
 
-  mosaic.jpg   stained glass: Voronoi cells in jewel colours, each shaded from its centre,
+  glass.jpg    stained glass: Voronoi cells in jewel colours, each shaded from its centre,
                between dark leading lines
   swirls.jpg   brushwork: short strokes of blues, cyans and yellows that follow the swirls of a
                field of vortices, over a dark blue ground
@@ -31,7 +31,7 @@ STROKES = np.array([(18, 38, 92), (35, 75, 160), (70, 130, 200), (150, 200, 230)
                     (240, 220, 90), (250, 240, 180), (20, 90, 110)], np.float32)  # fmt: skip
 
 
-def mosaic(rng: np.random.Generator, side: int = SIDE, cells: int = 14) -> np.ndarray:
+def stained_glass(rng: np.random.Generator, side: int = SIDE, cells: int = 14) -> np.ndarray:
     """Stained glass: a jittered cells x cells grid of Voronoi seeds."""
     grid = (np.stack(np.meshgrid(np.arange(cells), np.arange(cells)), -1).reshape(-1, 2) + 0.5) * side / cells
     seeds = grid + rng.uniform(-0.4, 0.4, grid.shape) * side / cells
@@ -83,7 +83,7 @@ def swirls(rng: np.random.Generator, side: int = SIDE, strokes: int = 7000) -> n
     return np.asarray(canvas.filter(ImageFilter.SMOOTH))
 
 
-STYLES = {"mosaic": mosaic, "swirls": swirls}
+STYLES = {"glass": stained_glass, "swirls": swirls}
 
 
 def main() -> None:

@@ -146,20 +146,19 @@ StyleImage = Annotated[
 ContentWeight = Annotated[
     Optional[float],
     typer.Option(min=0, metavar="W", show_default=False,
-                 help="Weight of the content loss: the loss network's features of the input kept "
-                 "(default: 1 for train --task stylize)."),
+                 help="Weight of the content loss, which keeps the input's features (default: 1 for "
+                 "stylize --method optimize and train --task stylize)."),
 ]
 StyleWeight = Annotated[
     Optional[float],
     typer.Option(min=0, metavar="W", show_default=False,
-                 help="Weight of the style loss: the Gram matrices of the style image's features "
-                 "(default: 10 for train --task stylize)."),
+                 help="Weight of the style loss, the Gram matrices of the style image's features "
+                 "(default: 100 for stylize --method optimize, 10 for train --task stylize)."),
 ]
 TvWeight = Annotated[
     Optional[float],
     typer.Option(min=0, metavar="W", show_default=False,
-                 help="Weight of the total-variation loss, which keeps the output smooth "
-                 "(default: 1e-5 for train --task stylize)."),
+                 help="Weight of the total-variation loss, which keeps the output smooth (default: 0)."),
 ]
 LOSS_NETS = ("auto", "vgg16", "vgg19", "random")
 LossNet = Annotated[

@@ -35,18 +35,12 @@ def stylize(
     preserve_color: Annotated[bool, typer.Option(
         "--preserve-color", help="Keep the input's colours; take only the painting's luminance.")] = False,
     steps: Annotated[int, typer.Option(min=1, metavar="N", help="optimize: optimiser steps per image.")] = 100,
-    content_weight: Annotated[float, typer.Option(
-        min=0.0, metavar="W", help="optimize: weight of the content loss.")] = 1.0,
-    style_weight: Annotated[float, typer.Option(
-        min=0.0, metavar="W", help="optimize: weight of the style (Gram) loss.")] = 100.0,
-    tv_weight: Annotated[float, typer.Option(
-        min=0.0, metavar="W", help="optimize: weight of the total variation (smoothness) loss.")] = 0.0,
+    content_weight: opt.ContentWeight = None,
+    style_weight: opt.StyleWeight = None,
+    tv_weight: opt.TvWeight = None,
     solver: Annotated[Literal["lbfgs", "adam"], typer.Option(
         case_sensitive=False, metavar="lbfgs|adam", help="optimize: the optimiser.")] = "lbfgs",
-    loss_net: Annotated[Literal["auto", "vgg16", "vgg19", "random"], typer.Option(
-        case_sensitive=False, metavar="NET",
-        help="optimize: auto, vgg16, vgg19 (ImageNet weights, fetched if absent) or random (no "
-        "download); auto: vgg16, or random when offline without its weights.")] = "auto",
+    loss_net: opt.LossNet = None,
     save_dir: opt.SaveDir = None,
     batch_size: opt.BatchSize = None,
     workers: opt.Workers = None,
@@ -65,8 +59,10 @@ def stylize(
 
     if (style is None) == (model is None):
         raise UsageError("give the style as --style NAME|MODEL_FILE|STYLE_IMAGE (or a network as --model), once")
-    task = Stylize(method, size, strength, preserve_color, steps, content_weight, style_weight, tv_weight,
-                   solver, loss_net, save_dir if save_dir is not None else "stylized")
+    weights = (1.0 if content_weight is None else content_weight, 100.0 if style_weight is None else style_weight,
+               tv_weight or 0.0)  # optimize's defaults (the options are shared with train, whose differ)
+    task = Stylize(method, size, strength, preserve_color, steps, *weights, solver, loss_net or "auto",
+                   save_dir if save_dir is not None else "stylized")
     batch = opt.default_for(opt.BATCH_SIZE, "stylize", batch_size)
     run_rows(task, RunOptions(sources, style or model, None, backend, device, offline, quiet, batch, workers,
                               exact_decode, recursive, output))

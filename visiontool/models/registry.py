@@ -177,7 +177,7 @@ def _shipped_specs() -> list[ModelSpec]:
                 preprocess=preprocess,
                 labels=tuple(meta["labels"]),
                 shipped_file=path,
-                description=f"{meta['arch']} shipped with visiontool{score}",
+                description=meta.get("description") or f"{meta['arch']} shipped with visiontool{score}",
                 num_classes=int(meta["num_classes"]),
                 arch_kwargs=dict(meta.get("arch_kwargs") or {}),
             )
