@@ -157,3 +157,13 @@ def test_usage_errors(setup, tmp_path, args, message):
     args = [{"STYLE": str(style), "CKPT": str(ckpt)}.get(a, a) for a in args]
     result = runner.invoke(app, ["stylize", str(images / "im0.png"), *args, "--save-dir", str(tmp_path)])
     assert result.exit_code == 2 and message in result.stderr, result.output
+
+
+def test_library_call_takes_the_task_and_run_options(setup, tmp_path):
+    import visiontool
+
+    _, ckpt, _, images = setup
+    rows = list(visiontool.stylize([str(images / "im0.png")], style=str(ckpt), save_dir=tmp_path, size=10,
+                                   preserve_color=True, batch_size=2))
+    assert rows == [{"path": str(images / "im0.png"), "output": str(tmp_path / "im0.png"), "width": 13,
+                     "height": 10, "error": None}]
