@@ -218,8 +218,12 @@ def test_weights_none_gives_logits_at_input_resolution_for_any_shape():
     assert loaded.info.task == "segment" and loaded.info.weights_source == "random init"
     with torch.inference_mode():
         assert loaded.module(torch.rand(2, 3, 40, 56)).shape == (2, 21, 40, 56)
-        padded = loaded.module([torch.rand(3, 40, 56), torch.rand(3, 48, 40)])
-    assert padded.shape == (2, 21, 48, 56) and not padded[0, :, 40:].any() and not padded[1, :, :, 40:].any()
+    # Images of different sizes in one batch: each its own logits, at its own size.
+    from visiontool.backends.torch_backend import TorchBackend
+
+    images = [np.random.rand(3, 40, 56).astype(np.float32), np.random.rand(3, 48, 40).astype(np.float32)]
+    (logits,) = TorchBackend(loaded.module, "cpu")(images)
+    assert [x.shape for x in logits] == [(21, 40, 56), (21, 48, 40)]
 
 
 def test_class_map_is_numpys_argmax_ties_included():

@@ -1,4 +1,4 @@
-"""visiontool: classify, detect, segment, train and export convolutional networks from the command line.
+"""visiontool: classify, detect, segment, stylize, train and export convolutional networks from the command line.
 
 Each command is also a library call that yields rows (dicts, as README's "Output schema"):
 
@@ -9,6 +9,8 @@ Each command is also a library call that yields rows (dicts, as README's "Output
         print(row["detections"])
     for row in visiontool.segment(["street.jpg"], model="lraspp_mobilenet_v3_large", save_dir="out/"):
         print(row["mask"], row["classes"][0]["label"])
+    for row in visiontool.stylize(["photos/"], style="mosaic.onnx", save_dir="out"):
+        print(row["output"])
 
 Importing the package imports nothing heavy; a call loads what its model needs.
 """
@@ -42,3 +44,17 @@ def segment(sources, model: str = "lraspp_mobilenet_v3_large", save_dir=None, al
     from visiontool.tasks.segment import Segment
 
     return Inference(Segment(save_dir, alpha, classes), sources, model, **options).rows()
+
+
+def stylize(sources, style: str, save_dir="stylized", **stylize_options):
+    """Paintings of each image in `style` (a style network, or a style image for the optimize
+    method), written to `save_dir`; `stylize_options` are `Stylize`'s (method, size, strength,
+    preserve_color, steps, ...) and those of `visiontool.infer.Inference`."""
+    import inspect
+
+    from visiontool.infer import Inference
+    from visiontool.tasks.stylize import Stylize
+
+    own = set(inspect.signature(Stylize).parameters)
+    task = Stylize(save_dir=save_dir, **{k: v for k, v in stylize_options.items() if k in own})
+    return Inference(task, sources, style, **{k: v for k, v in stylize_options.items() if k not in own}).rows()

@@ -25,13 +25,12 @@ class Inference:
                  quiet: bool = True, batch_size: int = 32, workers: int | None = None,
                  exact_decode: bool = False, recursive: bool = False, stdin=None,
                  image_size: int | None = None) -> None:
-        from visiontool.backends import open_model
         from visiontool.sources import expand
 
         self.task, self.batch_size, self.workers, self.exact_decode = task, batch_size, workers, exact_decode
         self.paths = expand(list(sources), recursive=recursive, stdin=stdin or sys.stdin)
-        self.runner, self.info = open_model(model, weights, backend, device, offline, quiet, images=len(self.paths),
-                                            image_size=image_size)
+        self.runner, self.info = task.open_model(model, weights, backend, device, offline, quiet,
+                                                 images=len(self.paths), image_size=image_size)
         task.check_model(self.info, model)
 
     def rows(self, on_batch: Callable[[int], None] | None = None,

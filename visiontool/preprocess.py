@@ -11,7 +11,8 @@ numbers whether it runs in PyTorch or onnxruntime. Four ways to fit an image to 
 - "none": the image at its own size (models that resize inside, like torchvision's detectors,
   or that take any size, like UNet checkpoints);
 - "shorter": the shorter side resized to `resize`, the longer in proportion, no crop
-  (torchvision's `SemanticSegmentation` transform: segmentation models see the whole image).
+  (torchvision's `SemanticSegmentation` transform: segmentation models see the whole image;
+  style networks, which take any size, run at a chosen scale).
 No torch import here.
 """
 
@@ -57,7 +58,7 @@ class Geometry(NamedTuple):
 
 @dataclass(frozen=True)
 class Preprocess:
-    crop: int  # side of the square the model sees ("shorter": its shorter side; "none": unused)
+    crop: int  # side of the square the model sees ("shorter": its shorter side, as resize; "none": unused)
     resize: int  # shorter side is resized to this before the center crop (== crop: no margin)
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD

@@ -614,3 +614,49 @@ def truth_vs_prediction(
         left = gap + c * (cell + gap)
         sheet[top : top + cell, left : left + cell] = canvas
     return save_image(path, sheet, like=".png")
+
+
+# --------------------------------------------------------------------------- contact sheet
+
+
+def contact_sheet(
+    grid: Sequence[Sequence[np.ndarray | None]],
+    path: str | os.PathLike,
+    *,
+    tags: Sequence[Sequence[str | None]] | None = None,
+    title: str | None = None,
+    cell: int = 192,
+) -> Path:
+    """Write a PNG of images in rows: each letterboxed into an equal cell, an optional name tag
+    at its top-left corner (tags[r][c]) and an optional title line on top. A None cell is left
+    empty. Rows may differ in length. Written atomically; returns `path`."""
+    if not grid or not any(len(row) for row in grid):
+        raise ValueError("contact_sheet needs at least one image")
+    if cell < 16:
+        raise ValueError(f"cell must be >= 16, not {cell}")
+    cols = max(len(row) for row in grid)
+    gap = max(2, cell // 80)
+    style = _Style.for_size(cell, cell)
+    width = cols * cell + (cols + 1) * gap
+    head = np.empty((0, width, 3), np.uint8)
+    if title:
+        (_, th), baseline = cv2.getTextSize("Ag", _FONT, style.font_scale, style.font_thickness)
+        head = np.empty((th + baseline + 2 * max(6, th // 2), width, 3), np.uint8)
+        head[:] = _SHEET_BACKGROUND
+        cv2.putText(head, title.encode("ascii", "replace").decode("ascii"), (gap + max(4, th // 2), head.shape[0] // 2 + th // 2),
+                    _FONT, style.font_scale, _LEGEND_TEXT, style.font_thickness, cv2.LINE_AA)
+    sheet = np.empty((head.shape[0] + len(grid) * (cell + gap) + gap * (not title), width, 3), np.uint8)
+    sheet[:] = _SHEET_BACKGROUND
+    sheet[: head.shape[0]] = head
+    top0 = head.shape[0] if title else gap
+    for r, row in enumerate(grid):
+        for c, image in enumerate(row):
+            if image is None:
+                continue
+            canvas = _letterbox(image, cell)[0]
+            tag = tags[r][c] if tags is not None and r < len(tags) and c < len(tags[r]) else None
+            if tag:
+                _paste(canvas, _label_patch(tag, _TRUTH_TAG, style), 0, 0)
+            top, left = top0 + r * (cell + gap), gap + c * (cell + gap)
+            sheet[top : top + cell, left : left + cell] = canvas
+    return save_image(path, sheet, like=".png")

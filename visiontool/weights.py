@@ -48,6 +48,11 @@ def is_offline(offline: bool = False) -> bool:
 
 def shipped_dir() -> Path | None:
     """The folder of models the project ships (package visiontool.shipped = repo's weights/)."""
+    # A source checkout uses its own weights/, even where another checkout is installed in editable
+    # mode (its import hook would otherwise hand over that checkout's visiontool.shipped).
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "weights" / "__init__.py").is_file():
+        return checkout / "weights"
     try:
         import visiontool.shipped as shipped
 

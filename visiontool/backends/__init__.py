@@ -1,11 +1,14 @@
 """Backends run a model on a batch of preprocessed images: `backend(batch) -> outputs`.
 
-Both take a float32 NCHW numpy array and return numpy arrays, so tasks never see the framework.
+Both take a float32 NCHW numpy array, or a list of CHW arrays of different sizes, and return
+numpy arrays, so tasks never see the framework.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import numpy as np
 
 from visiontool.errors import UsageError
 
@@ -70,3 +73,24 @@ def open_model(model: str, weights: str | None = None, backend: str | None = Non
         if hasattr(loaded.module, "set_input_size"):  # models that resize inside themselves
             loaded.module.set_input_size(image_size)
     return TorchBackend(loaded.module, device), info
+
+
+def stack_outputs(per_image: list[list[np.ndarray]]) -> list:
+    """Outputs of single-image runs (a list of differently sized images) -> batch outputs.
+    Rows of varying length are padded (with -1 for integers, 0 for floats) to the longest, as
+    the torch side pads detections. An output whose size follows the image's (a painted image)
+    cannot be stacked: it comes back as a list of per-image arrays, without the batch axis."""
+    stacked = []
+    for parts in zip(*per_image):
+        if any(p.shape[2:] != parts[0].shape[2:] for p in parts):
+            stacked.append([one for p in parts for one in p])
+            continue
+        longest = max(p.shape[1] if p.ndim > 1 else 1 for p in parts)
+        padded = []
+        for p in parts:
+            if p.ndim > 1 and p.shape[1] < longest:
+                fill = np.full((p.shape[0], longest - p.shape[1], *p.shape[2:]), -1 if p.dtype.kind == "i" else 0, p.dtype)
+                p = np.concatenate([p, fill], axis=1)
+            padded.append(p)
+        stacked.append(np.concatenate(padded))
+    return stacked

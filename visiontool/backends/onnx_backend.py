@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from visiontool.backends import stack_outputs
 from visiontool.errors import UsageError, WeightsError, one_line
 from visiontool.modelinfo import ModelInfo
 from visiontool.preprocess import Preprocess
@@ -103,12 +104,12 @@ class OnnxBackend:
 
     def __call__(self, batch) -> list[np.ndarray]:
         """Every output of the graph, floats as float32. A list of differently sized images
-        runs one at a time (graphs exported at batch 1) and the outputs are stacked. A graph
+        runs one at a time and the outputs are stacked (see stack_outputs). A graph
         with a fixed batch (torchvision's detectors export at batch 1) runs a larger or smaller
         batch in slices of its size, the last one padded with zeros and its outputs cut back."""
         dtype = np.float16 if "float16" in self.input_type else np.float32
         if isinstance(batch, (list, tuple)):
-            return _stack([self._run(np.asarray(b, dtype=dtype)[None]) for b in batch])
+            return stack_outputs([self._run(np.asarray(b, dtype=dtype)[None]) for b in batch])
         x = np.asarray(batch, dtype=dtype)
         step = self.fixed_batch
         if step is None or len(x) == step:
@@ -120,29 +121,11 @@ class OnnxBackend:
             if real < step:
                 part = np.concatenate([part, np.zeros((step - real, *part.shape[1:]), part.dtype)])
             parts.append([o[:real] for o in self._run(part)])
-        return _stack(parts)
+        return stack_outputs(parts)
 
     def _run(self, x: np.ndarray) -> list[np.ndarray]:
         outs = self.session.run(None, {self.input_name: x})
         return [o.astype(np.float32, copy=False) if o.dtype.kind == "f" else o for o in outs]
-
-
-def _stack(per_image: list[list[np.ndarray]]) -> list[np.ndarray]:
-    """Outputs of single-image runs -> batch outputs; outputs of varying shape are padded at
-    the end of each axis (with -1 for integers, 0 for floats) to the largest, as the torch side
-    pads detections and segmentation logits."""
-    stacked = []
-    for parts in zip(*per_image):
-        shape = tuple(max(sizes) for sizes in zip(*(p.shape[1:] for p in parts)))
-        padded = []
-        for p in parts:
-            if p.shape[1:] != shape:
-                fill = np.full((p.shape[0], *shape), -1 if p.dtype.kind == "i" else 0, p.dtype)
-                fill[(slice(None), *(slice(0, n) for n in p.shape[1:]))] = p
-                p = fill
-            padded.append(p)
-        stacked.append(np.concatenate(padded))
-    return stacked
 
 
 def open_onnx(model: str, weights: str | None = None, device: str = "auto", offline: bool = False,

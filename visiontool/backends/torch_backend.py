@@ -38,16 +38,22 @@ def fold_batch_norm(module: torch.nn.Module) -> torch.nn.Module:
 class TorchBackend:
     """backend(batch) -> every output of the model as float32 numpy arrays, in order (a dict
     output in its key order). A batch is one NCHW array, or a list of CHW arrays of different
-    sizes for models that take a list (torchvision's detectors)."""
+    sizes: models that take a list (`takes_image_lists`, torchvision's detectors) get it whole,
+    others one image at a time, as onnxruntime runs them (see stack_outputs)."""
 
     name = "torch"
     decode_in_processes = True  # PyTorch holds the GIL in places: decoding runs in other processes
 
     def __init__(self, module: torch.nn.Module, device: str = "auto") -> None:
         self.device = resolve_device(device)
+        self.takes_lists = getattr(module, "takes_image_lists", False)
         self.module = fold_batch_norm(module.eval()).to(self.device, memory_format=torch.channels_last)
 
     def __call__(self, batch) -> list[np.ndarray]:
+        if isinstance(batch, (list, tuple)) and not self.takes_lists:
+            from visiontool.backends import stack_outputs
+
+            return stack_outputs([self(np.asarray(b)[None]) for b in batch])
         if isinstance(batch, (list, tuple)):
             x = [torch.as_tensor(b).to(self.device, non_blocking=True) for b in batch]
         else:

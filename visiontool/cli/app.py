@@ -13,7 +13,7 @@ from visiontool.errors import EXIT_FATAL
 
 app = typer.Typer(
     name="visiontool",
-    help="Classify, detect and segment with any CNN, train one on your own dataset, export it to ONNX.",
+    help="Classify, detect, segment and stylize with any CNN, train one on your own dataset, export it to ONNX.",
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
@@ -46,7 +46,7 @@ def _register() -> None:
     # Each module defines its command with Typer's public API and keeps its EXAMPLES (and, when
     # the default usage line would mislead, its USAGE); none imports torch at import.
     # One line per command, in the order `--help` lists them.
-    from visiontool.cli import benchmark, classify, detect, export, merge, models, segment, train, val, weights
+    from visiontool.cli import benchmark, classify, detect, export, merge, models, segment, stylize, train, val, weights
 
     def add(name: str, module, func) -> None:
         usage = getattr(module, "USAGE", None)
@@ -56,6 +56,7 @@ def _register() -> None:
     add("classify", classify, classify.classify)
     add("detect", detect, detect.detect)
     add("segment", segment, segment.segment)
+    add("stylize", stylize, stylize.stylize)
     add("models", models, models.models)
     app.add_typer(weights.app, name="weights")
     add("export", export, export.export)

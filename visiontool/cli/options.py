@@ -15,11 +15,11 @@ from typing import Annotated, List, Literal, Optional
 
 import typer
 
-TASK_NAMES = ("classify", "detect", "segment")
+TASK_NAMES = ("classify", "detect", "segment", "stylize")
 
 # Per-command defaults of the options whose help lists them.
 BATCH_SIZE = {"train": "64 (16 with --task detect)", "val": 64, "classify": 32, "benchmark": 32, "detect": 8,
-              "segment": 8}
+              "segment": 8, "stylize": 4}
 MODEL = {"classify": "resnet50", "detect": "griddet-digits", "segment": "lraspp_mobilenet_v3_large"}
 
 
@@ -95,7 +95,7 @@ Output = Annotated[
         "-o",
         metavar="PATH",
         show_default=False,
-        help="Where results go: rows to FILE.jsonl, .csv or .json (classify, detect, segment; default: "
+        help="Where results go: rows to FILE.jsonl, .csv or .json (classify, detect, segment, stylize; default: "
         "a table or JSON Lines on stdout); the .onnx file (export; default: next to a "
         "checkpoint, same stem); the run folder (train; default: runs/train/MODEL-N).",
     ),
@@ -145,10 +145,10 @@ Classes = Annotated[
 SaveDir = Annotated[
     Optional[Path],
     typer.Option(metavar="DIR", show_default=False,
-                 help="Write pictures here, named by the input's stem: detect's annotated images "
-                 "(JPEG for JPEG inputs, else PNG); segment's masks (STEM_mask.png) and overlays "
-                 "(STEM_overlay.jpg/.png), without it masks only, next to --output (rows.jsonl: "
-                 "rows-masks/) or in ./segment-out."),
+                 help="Write pictures here, named by the input's stem (JPEG for JPEG inputs, else "
+                 "PNG): detect's annotated images (default: none); segment's masks (STEM_mask.png) "
+                 "and overlays (without it masks only, next to --output, rows.jsonl: rows-masks/, "
+                 "or in ./segment-out); stylize's paintings (default: stylized/)."),
 ]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of a table.")]
 Calibration = Annotated[
@@ -158,12 +158,48 @@ Calibration = Annotated[
                  "--int8 is dynamic and benchmark's onnx-int8 uses generated images."),
 ]
 Task = Annotated[
-    Optional[Literal["classify", "detect", "segment"]],
-    typer.Option(case_sensitive=False, metavar="classify|detect|segment", show_default=False,
+    Optional[Literal["classify", "detect", "segment", "stylize"]],
+    typer.Option(case_sensitive=False, metavar="classify|detect|segment|stylize", show_default=False,
                  help="The task: what train trains (default classify), which models `models` lists "
                  "(default: all)."),
 ]
 Sources = Annotated[
     List[str],
     typer.Argument(metavar="SOURCES", help="Image files, folders, globs ('photos/**/*.jpg' descends), @list.txt, or - for paths on stdin."),
+]
+StyleImage = Annotated[
+    Optional[Path],
+    typer.Option(metavar="IMAGE", show_default=False,
+                 help="The picture whose style a style network learns (train --task stylize; required there)."),
+]
+ContentWeight = Annotated[
+    Optional[float],
+    typer.Option(min=0, metavar="W", show_default=False,
+                 help="Weight of the content loss, which keeps the input's features (default: 1 for "
+                 "stylize --method optimize and train --task stylize)."),
+]
+StyleWeight = Annotated[
+    Optional[float],
+    typer.Option(min=0, metavar="W", show_default=False,
+                 help="Weight of the style loss, the Gram matrices of the style image's features "
+                 "(default: 100 for stylize --method optimize, 10 for train --task stylize)."),
+]
+TvWeight = Annotated[
+    Optional[float],
+    typer.Option(min=0, metavar="W", show_default=False,
+                 help="Weight of the total-variation loss, which keeps the output smooth (default: 0)."),
+]
+LOSS_NETS = ("auto", "vgg16", "vgg19", "random")
+LossNet = Annotated[
+    Optional[Literal[LOSS_NETS]],
+    typer.Option(case_sensitive=False, metavar="|".join(LOSS_NETS), show_default=False,
+                 help="The network style losses are measured with: vgg16 or vgg19 (ImageNet weights, "
+                 "fetched like `weights pull`), random (random filters, no download) or auto (default: "
+                 "vgg16 when its weights are on disk or may be fetched, else random)."),
+]
+Width = Annotated[
+    Optional[int],
+    typer.Option(min=1, metavar="N", show_default=False,
+                 help="Channels of the style network's first layer; the others scale along "
+                 "(train --task stylize; default: 32, Johnson et al.'s)."),
 ]

@@ -1,5 +1,6 @@
 """`visiontool train`: fit a classifier on a folder dataset, a detector on a YOLO or COCO dataset,
-or a segmentation model on images and class-index masks (DATA/train/images, DATA/train/masks).
+a segmentation model on images and class-index masks (DATA/train/images, DATA/train/masks), or a
+style network on a folder of content images and one style image.
 
 DATA holds train/<class>/<image> and, optionally, val/<class>/<image> (or valid/, validation/),
 or is itself a folder of class folders; without a val folder, --val-fraction of each class is
@@ -25,7 +26,7 @@ EXAMPLES = [
     "visiontool train data/ --model resnet18 --image-size 64 --epochs 10",
     "visiontool train --task detect scenes/ --epochs 30 --no-flip",
     "visiontool train --task segment digit-seg/ --epochs 8 --no-flip",
-    "visiontool train --resume runs/train/resnet18-1 --epochs 20",
+    "visiontool train --task stylize photos/ --style-image mosaic.jpg --epochs 2",
 ]
 USAGE = "[OPTIONS] (DATA | --resume RUN_DIR)"  # DATA is required, except to continue a run
 
@@ -38,7 +39,7 @@ def _lr_defaults() -> str:
 
 def train(
     ctx: typer.Context,
-    data: Annotated[Optional[Path], typer.Argument(metavar="DATA", help="Dataset folder: train/<class>/<image> and optionally val/, or <class>/<image>, for classify; a YOLO (data.yaml) or COCO (instances_*.json) dataset for detect; train/images and train/masks (and optionally val/) for segment. Required, except with --resume.", show_default=False)] = None,
+    data: Annotated[Optional[Path], typer.Argument(metavar="DATA", help="Dataset folder: train/<class>/<image> and optionally val/, or <class>/<image>, for classify; a YOLO (data.yaml) or COCO (instances_*.json) dataset for detect; train/images and train/masks (and optionally val/) for segment; a folder of content images (optionally train/ and val/) for stylize. Required, except with --resume.", show_default=False)] = None,
     task: opt.Task = None,
     model: opt.Model = None,
     pretrained: Annotated[bool, typer.Option("--pretrained", help="Start from the architecture's ImageNet weights (fetched like `weights pull`); the classifier head is replaced for your classes.")] = _D.pretrained,
@@ -60,6 +61,12 @@ def train(
     patience: Annotated[int, typer.Option(min=0, metavar="EPOCHS", help="Stop after this many epochs without a better val top-1 (0: never).")] = _D.patience,
     seed: Annotated[int, typer.Option(metavar="N", help="Seed for weights, split, order and augmentation: same seed, same run.")] = _D.seed,
     val_fraction: Annotated[float, typer.Option(metavar="SHARE", help="Share of each class held out when DATA has no val/ folder.")] = _D.val_fraction,
+    style_image: opt.StyleImage = None,
+    content_weight: opt.ContentWeight = None,
+    style_weight: opt.StyleWeight = None,
+    tv_weight: opt.TvWeight = None,
+    loss_net: opt.LossNet = None,
+    width: opt.Width = None,
     device: opt.Device = _D.device,
     workers: opt.Workers = None,
     resume: Annotated[Optional[Path], typer.Option(metavar="RUN_DIR", help="Continue the run in RUN_DIR from its last finished epoch. The original command line may be repeated: only options whose values differ from the run's are refused (--epochs, --patience, --device, --workers and --quiet may change).", show_default=False)] = None,
@@ -68,7 +75,7 @@ def train(
     offline: opt.Offline = False,
     quiet: opt.Quiet = _D.quiet,
 ) -> None:
-    """Train a classifier, a detector or a segmentation model; writes checkpoints, results.csv and plots."""
+    """Train a classifier, a detector, a segmentation model or a style network; writes checkpoints, results.csv and plots."""
     from visiontool.train import engine
 
     given = _given(ctx)
@@ -87,7 +94,9 @@ def train(
             scheduler=scheduler, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, augment=augment,
             crop_scale=crop_scale, flip=flip, amp=amp, patience=patience, seed=seed, val_fraction=val_fraction,
             device=device, workers=workers, out=str(run_dir) if run_dir is not None else None, quiet=quiet,
-            command=command,
+            command=command, style_image=str(style_image) if style_image is not None else None,
+            content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
+            loss_net=loss_net, width=width,
         )
         _print_run_dir(engine.train(cfg))
 

@@ -19,6 +19,8 @@ from torch import nn
 
 
 class TorchvisionDetector(nn.Module):
+    takes_image_lists = True  # torchvision's detectors take a list of differently sized images
+
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model

@@ -113,7 +113,8 @@ def _from_checkpoint(path: Path, num_classes: int | None, name: str) -> LoadedMo
     except (KeyError, TypeError, ValueError, UsageError) as err:
         raise WeightsError(f"checkpoint {path} has incomplete metadata ({type(err).__name__}: {one_line(err, 120)})") from None
     module, outputs = _assemble(arch, state_dict, path, kwargs, num_classes, default=classes)
-    if num_classes is None and (outputs != classes or len(labels) != classes):
+    # Models with labels (a style network has none) must agree with them.
+    if num_classes is None and labels and (outputs != classes or len(labels) != classes):
         raise WeightsError(f"checkpoint {path} does not hold together: its weights give {outputs} classes, its "
                            f"metadata {classes} with {len(labels)} labels")
     info = ModelInfo(

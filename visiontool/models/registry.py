@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 TASK_CLASSIFY = "classify"
 TASK_DETECT = "detect"
 TASK_SEGMENT = "segment"
+TASK_STYLIZE = "stylize"
 LENET5 = "lenet5"
 # LeNet-5 sees a 32x32 grayscale field; inputs are scaled to [-1, 1].
 LENET5_PREPROCESS = Preprocess(crop=32, resize=32, mean=(0.5,), std=(0.5,), channels=1)
@@ -39,6 +40,10 @@ LENET5_PREPROCESS = Preprocess(crop=32, resize=32, mean=(0.5,), std=(0.5,), chan
 # torchvision's detectors resize and normalize inside the model (GeneralizedRCNNTransform and
 # kin): they get the image as it is, scaled to [0, 1].
 DETECTOR_PREPROCESS = Preprocess(crop=0, resize=0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), fit="none")
+
+# Style networks paint images of any size in [0, 1]; 256 is the side they train at (and the
+# example an export traces).
+STYLENET_PREPROCESS = Preprocess(crop=256, resize=256, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), fit="none")
 
 # Constructor defaults that differ from torchvision's for these two: no auxiliary heads
 # (inference and our training use the main head only) and an explicit init (silences the
@@ -146,6 +151,9 @@ OWN_ARCHS = {
                     Preprocess(crop=160, resize=160, fit="none"), 21,
                     "UNet, a small U-Net for semantic segmentation on the CPU, random init; "
                     "train it with `visiontool train --task segment`"),
+    "stylenet": OwnArch(TASK_STYLIZE, "visiontool.models.stylenet:StyleNet", STYLENET_PREPROCESS, 3,
+                        "StyleNet, Johnson et al. 2016's feed-forward style transfer network, random init; "
+                        "train it with `visiontool train --task stylize`"),
 }
 
 
@@ -180,7 +188,7 @@ def _shipped_specs() -> list[ModelSpec]:
                 preprocess=preprocess,
                 labels=tuple(meta["labels"]),
                 shipped_file=path,
-                description=f"{meta['arch']} shipped with visiontool{score}",
+                description=meta.get("description") or f"{meta['arch']} shipped with visiontool{score}",
                 num_classes=int(meta["num_classes"]),
                 arch_kwargs=dict(meta.get("arch_kwargs") or {}),
             )

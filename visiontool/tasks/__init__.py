@@ -14,6 +14,7 @@ backends, runner, writers) call these methods and never ask which task they serv
     skip(path)                  an input done by an earlier run (--resume): reserve its names
     export_outputs(info), export_batch(info, batch), compare(pairs, info, precision, min_agreement)
                                 the ONNX graph's outputs and the rule that verifies them
+    open_model(...), check_model(info, model)   what runs the images, and whether it suits the task
 
 Importing this package imports no torch; task modules import theirs when a model runs.
 """
@@ -24,7 +25,8 @@ from visiontool.errors import UsageError
 
 # name -> "module:Class" of its task object
 TASKS = {"classify": "visiontool.tasks.classify:Classify", "detect": "visiontool.tasks.detect:Detect",
-         "segment": "visiontool.tasks.segment:Segment"}
+         "segment": "visiontool.tasks.segment:Segment",
+         "stylize": "visiontool.tasks.stylize:Stylize"}
 
 
 def create(name: str, **options) -> "Task":
@@ -87,6 +89,15 @@ class Task:
         """Export verification: [(PyTorch outputs, onnxruntime outputs, counted)] per run ->
         {"max_abs_diff", "top1_agreement", "passed", "criterion"}."""
         raise NotImplementedError
+
+    def open_model(self, model: str, weights: str | None, backend: str | None, device: str, offline: bool,
+                   quiet: bool, images: int | None = None, image_size: int | None = None):
+        """(runner, ModelInfo) for a run: the network `model` names, on its backend. A task whose
+        runs need more than a network file (stylize: a style image to optimise towards, a scale)
+        opens its own."""
+        from visiontool.backends import open_model
+
+        return open_model(model, weights, backend, device, offline, quiet, images=images, image_size=image_size)
 
     def check_model(self, info, model: str) -> None:
         if info.task != self.name:

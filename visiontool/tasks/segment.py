@@ -168,18 +168,17 @@ class Segment(Task):
         return {"logits": "(N, classes, H, W) at input resolution; the mask is the argmax over classes"}
 
     def compare(self, pairs, info, precision: str, min_agreement: float | None) -> dict:
-        """The same class on at least MIN_PIXEL_AGREEMENT of the pixels (padding of images of
-        different sizes left out: its logits are all zero on both sides)."""
+        """The same class on at least MIN_PIXEL_AGREEMENT of the pixels. Images of different
+        sizes come as lists of per-image logits (backends.stack_outputs), the same size as a batch."""
         worst, same, total = 0.0, 0, 0
         for want, got, counted in pairs:
-            w, g = want[0], got[0]
-            if w.shape != g.shape:
-                raise UsageError(f"onnxruntime answered {g.shape} where PyTorch answered {w.shape}")
-            worst = max(worst, float(np.abs(g.astype(np.float64) - w).max()))
-            if counted:
-                real = np.any(w != 0, axis=1)
-                same += int(((w.argmax(1) == g.argmax(1)) & real).sum())
-                total += int(real.sum())
+            for w, g in zip(want[0], got[0]):  # (C, H, W) each
+                if w.shape != g.shape:
+                    raise UsageError(f"onnxruntime answered {g.shape} where PyTorch answered {w.shape}")
+                worst = max(worst, float(np.abs(g.astype(np.float64) - w).max()))
+                if counted:
+                    same += int((w.argmax(0) == g.argmax(0)).sum())
+                    total += w[0].size
         agree = same / max(total, 1)
         return {"max_abs_diff": worst, "top1_agreement": agree, "passed": agree >= MIN_PIXEL_AGREEMENT,
                 "criterion": f"{precision}: the same class on >= {MIN_PIXEL_AGREEMENT:.1%} of the pixels"}

@@ -30,8 +30,9 @@ RESUME_OVERRIDES = ("epochs", "patience", "device", "workers", "quiet")
 
 @dataclass
 class TrainConfig:
-    task: str = "classify"  # classify | detect: what the model learns, and the dataset's layout
-    data: str = ""  # dataset root: DATA/train/<class>/... or DATA/<class>/... (classify), YOLO or COCO (detect)
+    task: str = "classify"  # classify | detect | segment | stylize: what the model learns, and the dataset's layout
+    data: str = ""  # dataset root: DATA/train/<class>/... or DATA/<class>/... (classify), a YOLO or COCO
+    # dataset (detect), DATA/train/images and masks (segment), a folder of content images (stylize)
     model: str = ""  # registry architecture name (see `visiontool models`)
     pretrained: bool = False  # start from the architecture's ImageNet weights, new head
     epochs: int = 10  # passes over the training split
@@ -56,6 +57,13 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     workers: int | None = None  # image decoding threads; None: one per core
     out: str | None = None  # run folder; None: runs/train/<model>-N
+    # stylize only (None: the task's default, TaskTraining.option_defaults)
+    style_image: str | None = None  # the picture whose style the network learns
+    content_weight: float | None = None  # weight of the content loss
+    style_weight: float | None = None  # weight of the style (Gram) loss
+    tv_weight: float | None = None  # weight of the total-variation loss (smoothness of the output)
+    loss_net: str | None = None  # auto | vgg16 | vgg19 | random: the network the losses are measured with
+    width: int | None = None  # channels of the style network's first layer (32: Johnson et al.'s)
     quiet: bool = False  # no progress bars or per-epoch lines
     command: str = ""  # the command line that started the run, for command.txt and checkpoints
 
@@ -63,10 +71,13 @@ class TrainConfig:
         """Check values and fill in defaults that depend on other options."""
         if not self.data:
             raise UsageError("missing DATA: the dataset folder (DATA/<class>/<image> or DATA/train/<class>/<image> "
-                             "for classify, a YOLO or COCO dataset for detect)")
+                             "for classify, a YOLO or COCO dataset for detect, DATA/train/images and masks for "
+                             "segment, a folder of content images for stylize)")
         from visiontool.train.job import training_for
 
         job = training_for(self.task)
+        # the task's own defaults for options left unset (a style network: no weight decay, ...)
+        self = replace(self, **{k: v for k, v in job.option_defaults.items() if getattr(self, k) is None})
         model = self.model or job.default_model
         batch_size = self.batch_size or job.default_batch_size
         if not model:
@@ -88,6 +99,11 @@ class TrainConfig:
             raise UsageError("--crop-scale must be in (0, 1]")
         if self.warmup_epochs < 0 or self.patience < 0:
             raise UsageError("--warmup-epochs and --patience cannot be negative")
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            if (getattr(self, name) or 0.0) < 0:
+                raise UsageError(f"--{name.replace('_', '-')} cannot be negative")
+        if self.width is not None and self.width < 1:
+            raise UsageError("--width must be at least 1")
         lr = self.lr if self.lr is not None else default_lr(self.optimizer, batch_size, self.pretrained)
         if lr <= 0:
             raise UsageError("--lr must be positive")

@@ -77,7 +77,7 @@ def resume(
         elif key in ("output", "out"):
             if not _same_path(value, run_dir):
                 refused.append((OPTION_NAMES["out"], value, run_dir))
-        elif not _same_value(value, getattr(recorded, key, None), key == "data"):
+        elif not _same_value(value, getattr(recorded, key, None), key in PATH_FIELDS):
             refused.append((OPTION_NAMES.get(key, "--" + key.replace("_", "-")), value, getattr(recorded, key, None)))
     if refused:
         details = "; ".join(f"{name} {value} (the run has {was})" for name, value, was in refused)
@@ -89,6 +89,7 @@ def resume(
 
 # How TrainConfig fields are spelled on the command line, where not --field-name.
 OPTION_NAMES = {"data": "DATA", "out": "--output"}
+PATH_FIELDS = ("data", "style_image")  # compared as the files they name
 
 
 def _same_path(a, b) -> bool:
@@ -239,9 +240,9 @@ def _fit(cfg, dist, device, resume_dir, on_epoch_end, resume_command) -> TrainRe
                 metrics, best_part = job.evaluate(module, local_batch * 2, amp_dtype if use_amp else None)
                 row = {"epoch": epoch + 1, **job.train_row(sums.tolist(), steps * batch), **metrics,
                        "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
-                improved = row[job.best_metric] > state.best_score
+                improved = job.score(row) > state.best_score
                 if improved:
-                    state.best_score, state.best_epoch, state.best = row[job.best_metric], epoch + 1, best_part
+                    state.best_score, state.best_epoch, state.best = job.score(row), epoch + 1, best_part
                     state.since_best = 0
                 else:
                     state.since_best += 1
@@ -260,6 +261,7 @@ def _fit(cfg, dist, device, resume_dir, on_epoch_end, resume_command) -> TrainRe
                             f"cannot write {err.filename or run_dir}: {err.strerror}; {STATE_FILE} holds the run after "
                             f"epoch {epoch}: free space, then continue with: visiontool train --resume {run_dir}"
                         ) from None
+                    job.epoch_pictures(run_dir, row)
                 say.line(f"epoch {row['epoch']}/{cfg.epochs}  {job.epoch_line(row)}  lr {row['lr']:.2e}  "
                          f"{row['seconds']:.1f}s{'  *best' if improved else ''}")
                 if on_epoch_end is not None:
@@ -281,7 +283,7 @@ def _fit(cfg, dist, device, resume_dir, on_epoch_end, resume_command) -> TrainRe
     plots = job.plots(run_dir, state.rows, state.best, state.best_epoch) if dist.is_main else []
     say.line(
         f"{job.best_line(state.best_score)} at epoch {state.best_epoch}; "
-        f"{run_dir}/{BEST_FILE} (use it as `visiontool {job.task} --model`), results.csv, {', '.join(plots)}"
+        f"{run_dir}/{BEST_FILE} (use it as `visiontool {job.task} {job.use_as}`), results.csv, {', '.join(plots)}"
     )
     return TrainResult(run_dir, state.epoch, state.best_epoch, state.best_score, state.rows, stopped_early)
 

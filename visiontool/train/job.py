@@ -18,7 +18,8 @@ from visiontool.preprocess import Preprocess
 
 # Each task's training module, which defines `Training` (a TaskTraining).
 MODULES = {"classify": "visiontool.train.classify", "detect": "visiontool.train.detect",
-           "segment": "visiontool.train.segment"}
+           "segment": "visiontool.train.segment",
+           "stylize": "visiontool.train.stylize"}
 
 
 def training_for(task: str) -> type["TaskTraining"]:
@@ -32,11 +33,13 @@ def training_for(task: str) -> type["TaskTraining"]:
 class TaskTraining:
     task = ""  # the checkpoint's task
     columns: tuple[str, ...] = ()  # results.csv columns between epoch and lr
-    best_metric = ""  # the row key that picks best.safetensors (higher is better)
+    best_metric = ""  # the row key that picks best.safetensors (see `score`)
     train_sums = 1  # how many running sums `loss` returns (the first is the loss sum)
     default_model = ""  # --model when none is given ("": it must be given)
     grad_clip: float | None = None  # clip the gradient norm to this (None: no clipping)
     default_batch_size = 64  # --batch-size when none is given
+    option_defaults: dict = {}  # TrainConfig fields left None -> this task's value for them
+    use_as = "--model"  # how the task's command takes a checkpoint (for the run's last line)
 
     # Filled in by __init__(cfg, dist, device, say): data decoded, model built.
     module: nn.Module
@@ -79,8 +82,16 @@ class TaskTraining:
         """(row values of the validation split, what the final plots need of this epoch)."""
         raise NotImplementedError
 
+    def score(self, row: dict) -> float:
+        """The value best.safetensors is picked by, higher is better (a loss returns its negative)."""
+        return row[self.best_metric]
+
     def epoch_line(self, row: dict) -> str:
         raise NotImplementedError
+
+    def epoch_pictures(self, run_dir: Path, row: dict) -> list[str]:
+        """Pictures written after every epoch (main process only); returns their file names."""
+        return []
 
     def best_line(self, score: float) -> str:
         return f"best {self.best_metric} {score:.4g}"

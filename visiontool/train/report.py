@@ -56,21 +56,24 @@ def _save(fig, path: Path) -> None:
 _NAMES = {"train_loss": "train", "val_loss": "val", "train_box": "train, box", "train_cls": "train, class",
           "train_acc": "train top-1", "val_top1": "val top-1", "val_top5": "val top-5",
           "val_map50": "val mAP@0.5", "val_map": "val mAP@0.5:0.95",
-          "val_pixel_acc": "val pixel accuracy", "val_miou": "val mIoU"}
+          "val_pixel_acc": "val pixel accuracy", "val_miou": "val mIoU",
+          "train_content": "train, content", "train_style": "train, style", "val_content": "val, content",
+          "val_style": "val, style"}
 
 
 def plot_curves(path: Path, rows: list[dict], loss: tuple[str, ...] = ("train_loss", "val_loss"),
                 score: tuple[str, ...] = ("train_acc", "val_top1", "val_top5"), score_name: str = "accuracy") -> None:
     """Losses (log scale) and scores per epoch: by default classification's loss (train and
-    val) and accuracy (train, val top-1, val top-5)."""
+    val) and accuracy (train, val top-1, val top-5); no score columns: the losses alone."""
     _save(curves_figure(rows, loss, score, score_name), path)
 
 
 def curves_figure(rows: list[dict], loss: tuple[str, ...], score: tuple[str, ...], score_name: str):
     from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-    fig = _figure(10, 4)
-    loss_ax, score_ax = fig.subplots(1, 2)
+    fig = _figure(10 if score else 6, 4)
+    axes = fig.subplots(1, 2) if score else [fig.subplots()]
+    loss_ax = axes[0]
     epochs = [r["epoch"] for r in rows]
     for key in loss:
         loss_ax.plot(epochs, [r[key] for r in rows], "o-", label=_NAMES.get(key, key))
@@ -80,10 +83,12 @@ def curves_figure(rows: list[dict], loss: tuple[str, ...], score: tuple[str, ...
     loss_ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     loss_ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     loss_ax.yaxis.set_minor_formatter(NullFormatter())
-    for n, key in enumerate(score):
-        score_ax.plot(epochs, [r[key] for r in rows], "o--" if n == 2 else "o-", label=_NAMES.get(key, key))
-    score_ax.set(xlabel="epoch", ylabel=score_name, title=score_name[0].upper() + score_name[1:], ylim=(0, 1.02))
-    for ax in (loss_ax, score_ax):
+    if score:
+        score_ax = axes[1]
+        for n, key in enumerate(score):
+            score_ax.plot(epochs, [r[key] for r in rows], "o--" if n == 2 else "o-", label=_NAMES.get(key, key))
+        score_ax.set(xlabel="epoch", ylabel=score_name, title=score_name[0].upper() + score_name[1:], ylim=(0, 1.02))
+    for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
         ax.grid(alpha=0.3)
         ax.legend()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,7 +25,7 @@ class State:
     """What state.pt carries besides model/optimizer/scheduler tensors."""
 
     epoch: int = 0  # epochs finished
-    best_score: float = -1.0  # the task's best metric at best_epoch
+    best_score: float = -math.inf  # the task's score (TaskTraining.score) at best_epoch
     best_epoch: int = 0
     since_best: int = 0  # epochs since best_score improved (for --patience)
     best: object = None  # what the task's plots need of the best epoch (e.g. a confusion matrix)
