@@ -100,3 +100,16 @@ def test_loss_network_offline_without_vgg_weights(capsys):
         style_loss.loss_network("vgg16")
     with pytest.raises(UsageError, match="--loss-net vgg: unknown"):
         style_loss.loss_network("vgg")
+
+
+def test_gram_matrices_stay_float32_under_mixed_precision():
+    # Training runs the loss network under autocast; a Gram matrix summed in bf16/fp16 loses
+    # precision (and overflows fp16 past 65504), so it is computed in float32 all the same.
+    import torch
+
+    from visiontool.style_loss import gram
+
+    features = torch.full((1, 2, 64, 64), 3.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        g = gram(features)
+    assert g.dtype == torch.float32 and torch.equal(g, torch.full((1, 2, 2), 9.0))

@@ -196,8 +196,9 @@ def gram(features: Tensor) -> Tensor:
     """(N, C, H, W) -> (N, C, C): channel correlations averaged over positions (so images of
     any size compare), computed in float32."""
     n, c, h, w = features.shape
-    f = features.float().reshape(n, c, h * w)
-    return f @ f.transpose(1, 2) / (h * w)
+    with torch.autocast(features.device.type, enabled=False):  # else the matmul runs in fp16/bf16 and sums overflow
+        f = features.float().reshape(n, c, h * w)
+        return f @ f.transpose(1, 2) / (h * w)
 
 
 def style_targets(net: LossNetwork, style: Tensor) -> dict[str, Tensor]:
