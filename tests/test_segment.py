@@ -227,3 +227,18 @@ def test_class_map_is_numpys_argmax_ties_included():
     rng = np.random.default_rng(2)
     logits = rng.integers(0, 4, (5, 30, 40)).astype(np.float32)  # many ties: the lower class wins
     assert np.array_equal(class_map(logits), logits.argmax(0).astype(np.uint8))
+
+
+def test_table_and_headline_name_the_classes_found():
+    from rich.console import Console
+
+    info = ModelInfo("unet", "segment", LABELS, TINY_PREPROCESS, "random init", {"name": "tiny"})
+    found = [{"label": "background", "index": 0, "fraction": 0.7}, {"label": "dog", "index": 2, "fraction": 0.3}]
+    rows = [{"path": "a.jpg", "width": 64, "height": 48, "mask": "out/a_mask.png", "classes": found, "error": None},
+            {"path": "b.jpg", "width": None, "height": None, "mask": None, "classes": None, "error": "not an image"}]
+    console = Console(width=120, record=True)
+    console.print(Segment().table(rows, info))
+    text = console.export_text()
+    assert "background 70.0%, dog 30.0%" in text and "out/a_mask.png" in text and "not an image" in text
+    assert Segment().headline(rows[0]) == "dog"  # the largest class besides the background
+    assert Segment().headline({"classes": found[:1]}) == "background"

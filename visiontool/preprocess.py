@@ -2,13 +2,14 @@
 geometry that maps the model's pixel coordinates back to the original image.
 
 Both backends and the training engine's evaluation use it, so a model sees the same
-numbers whether it runs in PyTorch or onnxruntime. Three ways to fit an image to the model:
+numbers whether it runs in PyTorch or onnxruntime. Four ways to fit an image to the model:
 - "crop": torchvision's `ImageClassification` transform (resize shorter side with
   antialiasing, center crop, scale to [0, 1], normalize), reproduced with Pillow, which is
   what torchvision itself calls for PIL images: the same bits;
 - "letterbox": the longer side scaled to `crop`, the rest padded with the mean colour (which
   normalizes to 0), so nothing of the image is lost (detectors);
-- "none": the image at its own size (models that resize inside, like torchvision's detectors);
+- "none": the image at its own size (models that resize inside, like torchvision's detectors,
+  or that take any size, like UNet checkpoints);
 - "shorter": the shorter side resized to `resize`, the longer in proportion, no crop
   (torchvision's `SemanticSegmentation` transform: segmentation models see the whole image).
 No torch import here.

@@ -73,6 +73,8 @@ def to_original(logits: np.ndarray, geometry) -> np.ndarray:
     import cv2
 
     g = geometry
+    if logits.strides[-1] != logits.itemsize:  # channels-last memory: one copy, not one per plane
+        logits = np.ascontiguousarray(logits)
     _, h_in, w_in = logits.shape
     # The part of the (possibly padded) input that holds the image, so no padding is sampled.
     x0 = min(max(math.floor(g.left), 0), w_in - 1)
