@@ -104,16 +104,22 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--per-class", type=int, default=24)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--only", help="comma-separated candidate names (default: all)")
+    ap.add_argument("--no-timing", action="store_true", help="texture retrieval only")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)  # the random VGGs
     sets = texture_sets(args.per_class)
     results = {}
+    wanted = set(args.only.split(",")) if args.only else None
     for name, (what, build) in candidates().items():
+        if wanted is not None and name not in wanted:
+            continue
         net = build()
         acc = retrieval(net, *sets)
-        secs = step_seconds(net) if name != "pixels" else 0.0
-        results[name] = {"what": what, "texture_retrieval_top1": round(acc, 3), "step_seconds_512": round(secs, 3)}
+        secs = step_seconds(net) if name != "pixels" and not args.no_timing else None
+        results[name] = {"what": what, "texture_retrieval_top1": round(acc, 3),
+                         "step_seconds_512": None if secs is None else round(secs, 3)}
         print(f"{name}: {results[name]}", file=sys.stderr, flush=True)
     print(json.dumps({"classes": list(make_data.TEXTURES), "queries": len(sets[3]), "gallery": len(sets[1]),
                       "chance": round(1 / len(make_data.TEXTURES), 3), "threads": args.threads,

@@ -25,8 +25,9 @@ Figures (one JSON object on stdout; progress on stderr):
   1.5x the peer's.
 - optimize: `visiontool stylize IMAGE --style STYLE --size 512 --loss-net random --steps N`
   seconds for one image (a photo of the folder, 512x683), at N and N/5 steps: their difference
-  gives the seconds per step, the rest is start-up, loading and the style's Gram matrices (the loss network that needs no download; VGG's ImageNet weights are
-  used only where they are on disk, see --optimize-loss-net).
+  gives the seconds per step, the rest is start-up, loading and the style's Gram matrices. The
+  loss network is the one that needs no download (--optimize-loss-net vgg16 where VGG-16's
+  ImageNet weights are on disk).
 """
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's visiontool
 import benchlib as bl  # noqa: E402
 import make_data  # noqa: E402
+from detect_folder import visiontool_cmd  # noqa: E402
 
 PEER = Path(os.environ.get("VT_FAST_NEURAL_STYLE", "/tmp/fast_neural_style/neural_style"))
 SEED = 0
@@ -94,7 +96,8 @@ def make_models(out: Path) -> tuple[Path, Path, Path]:
                                                  "arch_kwargs": {}})
         torch.save(peer_state_dict(net.state_dict()), pth)
     if not onnx_file.exists():
-        run = bl.run_timed([bl.visiontool_exe(), "export", str(ckpt), "-o", str(onnx_file), "-q"], env=bl.offline_env())
+        exe, env = visiontool_cmd()
+        run = bl.run_timed([*exe, "export", str(ckpt), "-o", str(onnx_file), "-q"], env=env)
         if run.returncode != 0:
             raise SystemExit("visiontool export failed")
     return ckpt, onnx_file, pth
@@ -176,6 +179,8 @@ def our_compute(ckpt: Path, onnx_file: Path, paths: list[Path], batch_size: int)
 
 
 def main() -> int:
+    """Runs this checkout's visiontool (`python -m visiontool`, the repository on PYTHONPATH)
+    unless $VT_VISIONTOOL names an executable."""
     global PEER
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, help="folder of 640x480 JPEGs (default: OUT/photos640, written once)")
@@ -192,8 +197,7 @@ def main() -> int:
     if not (PEER / "neural_style.py").exists():
         raise SystemExit(f"no neural_style.py in {PEER}: copy fast_neural_style/neural_style of "
                          "github.com/pytorch/examples there, or point --peer at it")
-    if bl.visiontool_has("stylize"):
-        raise SystemExit(bl.visiontool_has("stylize"))
+    exe, env = visiontool_cmd()
 
     data = args.data
     if data is None:
@@ -230,9 +234,8 @@ def main() -> int:
     for name, model in (("visiontool_onnx", onnx_file), ("visiontool_torch", ckpt)):
         out = args.out / f"{name}-out"
         shutil.rmtree(out, ignore_errors=True)
-        run = bl.run_timed([bl.visiontool_exe(), "stylize", str(folder), "--style", str(model), "--save-dir", str(out),
-                            "--batch-size", str(args.batch_size), "-o", str(args.out / f"{name}.jsonl"), "-q"],
-                           env=bl.offline_env())
+        run = bl.run_timed([*exe, "stylize", str(folder), "--style", str(model), "--save-dir", str(out),
+                            "--batch-size", str(args.batch_size), "-o", str(args.out / f"{name}.jsonl"), "-q"], env=env)
         whole[name] = {**run.as_dict(), "images_per_s": round(len(paths) / run.seconds, 3),
                        "speedup_vs_peer": round(peer_seconds / run.seconds, 2)}
     report["whole"] = whole
@@ -248,10 +251,10 @@ def main() -> int:
     make_data.to_pil(make_data.to_rgb(make_data.load("immunohistochemistry"))).save(style)
     timed = {}
     for steps in (args.optimize_steps // 5, args.optimize_steps):  # two lengths: per step, and the rest
-        run = bl.run_timed([bl.visiontool_exe(), "stylize", str(paths[0]), "--style", str(style), "--size", "512",
+        run = bl.run_timed([*exe, "stylize", str(paths[0]), "--style", str(style), "--size", "512",
                             "--loss-net", args.optimize_loss_net, "--steps", str(steps),
                             "--save-dir", str(args.out / "optimize-out"), "-o", str(args.out / "optimize.jsonl"), "-q"],
-                           env=bl.offline_env())
+                           env=env)
         timed[steps] = run.as_dict()
     (short, a), (full, b) = timed.items()
     per_step = (b["seconds"] - a["seconds"]) / (full - short)

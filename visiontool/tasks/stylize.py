@@ -50,7 +50,8 @@ class Stylize(Task):
         if steps < 1 or min(content_weight, style_weight, tv_weight) < 0:
             raise UsageError("--steps must be at least 1 and the loss weights at least 0")
         self.method, self.size, self.strength, self.preserve_color = method, size, strength, preserve_color
-        self.steps, self.weights, self.optimizer, self.loss_net = steps, (content_weight, style_weight, tv_weight), optimizer, loss_net
+        self.steps, self.optimizer, self.loss_net = steps, optimizer, loss_net
+        self.weights = (content_weight, style_weight, tv_weight)
         self.save_dir = Path(save_dir)
         self._names = None
 
@@ -90,8 +91,7 @@ class Stylize(Task):
         array = prep(image) if min(image.size) > MAX_STYLE_SIDE else replace(prep, fit="none")(image)
         net = loss_network(self.loss_net, offline=offline, quiet=quiet)
         runner = OptimizeRunner(net, array, self.steps, *self.weights, self.optimizer, device, quiet)
-        info = ModelInfo(arch=f"optimize ({net.name})", task=self.name, labels=[],
-                         preprocess=replace(STYLENET_PREPROCESS, fit="none"),
+        info = ModelInfo(arch=f"optimize ({net.name})", task=self.name, labels=[], preprocess=STYLENET_PREPROCESS,
                          weights_source=f"style image {style}", extra={"name": Path(style).stem})
         return runner, info
 
