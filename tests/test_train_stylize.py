@@ -139,3 +139,17 @@ def test_a_classifier_is_not_a_style_network(content, tmp_path):
     result = CliRunner().invoke(app, ["train", "--task", "stylize", str(content / "content"), "--model", "lenet5",
                                       "--style-image", str(content / "style.png"), "-o", str(tmp_path / "r"), "-q"])
     assert result.exit_code == 2 and "not a style network architecture" in result.stderr
+
+
+def test_the_checkpoint_is_a_style_for_stylize(run, content, tmp_path):
+    import json
+
+    _, out = run
+    photo = content / "content" / "00.png"
+    result = CliRunner().invoke(app, ["stylize", str(photo), "--style", str(out / "best.safetensors"),
+                                      "--save-dir", str(tmp_path / "painted"), "-o", str(tmp_path / "rows.jsonl"), "-q"])
+    assert result.exit_code == 0, result.output
+    row = json.loads((tmp_path / "rows.jsonl").read_text())
+    assert (row["width"], row["height"], row["error"]) == (40, 40, None)
+    with Image.open(row["output"]) as painted:
+        assert painted.size == (40, 40)

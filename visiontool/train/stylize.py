@@ -173,7 +173,8 @@ class StylizeTraining(TaskTraining):
         return ["curves.png", f"{SHEET_FOLDER}/"]
 
     def meta(self):
-        return {**super().meta(), "loss_network": self.loss_net,
+        return {**super().meta(), "num_classes": 3,  # output channels: what the registry builds it with
+                "loss_network": self.loss_net,
                 "style": {"image": self.style_path.name, "sha256": self.style_sha256,
                           "weights": {"content": self.cfg.content_weight, "style": self.cfg.style_weight,
                                       "tv": self.cfg.tv_weight}},
