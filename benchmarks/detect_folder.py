@@ -131,7 +131,7 @@ def write_random_griddet(path: Path, seed: int = 0) -> None:
 
 
 class Model:
-    """One model of the benchmark: what `detect` and `export` are given for it."""
+    """One model of the benchmark: what `detect` (or `segment`) and `export` are given for it."""
 
     def __init__(self, key: str, model: str, weights: str | None, source: str) -> None:
         self.key, self.model, self.weights, self.source = key, model, weights, source
@@ -149,8 +149,7 @@ class Model:
 
 def export(m: Model, folder: Path) -> None:
     """`visiontool export` once (verified against PyTorch, as users run it); reused when there."""
-    # Named after the checkpoint too: another --griddet gets its own file, not a stale one.
-    out = folder / (f"{m.key}-{Path(m.model).stem}.onnx" if m.key == "griddet" else f"{m.key}.onnx")
+    out = folder / f"{m.key}-{Path(m.model).stem}.onnx"  # another checkpoint gets its own file, not a stale one
     m.onnx = out
     if out.exists():
         m.export_run = {"reused": str(out)}

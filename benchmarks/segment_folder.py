@@ -49,7 +49,7 @@ import tempfile
 from pathlib import Path
 
 import benchlib as bl
-from detect_folder import SCENE_SIZE, pick, visiontool_cmd, write_scenes
+from detect_folder import SCENE_SIZE, Model, export, pick, visiontool_cmd, write_scenes
 from onnx_folder import bracketed_compute, limit, median_of, timed, wait_for_quiet
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,38 +85,6 @@ def write_random_unet(path: Path, seed: int = 0) -> None:
     checkpoint.save(path, module.state_dict(), {
         "arch": unet.ARCH, "task": "segment", "num_classes": len(DIGIT_CLASSES), "labels": DIGIT_CLASSES,
         "preprocess": prep.to_dict(), "arch_kwargs": {}})
-
-
-class Model:
-    """One model of the benchmark: what `segment` and `export` are given for it."""
-
-    def __init__(self, key: str, model: str, weights: str | None, source: str) -> None:
-        self.key, self.model, self.weights, self.source = key, model, weights, source
-        self.onnx: Path | None = None
-        self.export_run: dict | None = None
-
-    def argument(self, backend: str) -> tuple[str, str | None]:
-        return (str(self.onnx), None) if backend == "onnx" else (self.model, self.weights)
-
-    def cli_args(self, backend: str) -> list[str]:
-        model, weights = self.argument(backend)
-        return ["--model", model] + (["--weights", weights] if weights else [])
-
-
-def export(m: Model, folder: Path) -> None:
-    """`visiontool export` once (verified against PyTorch, as users run it); reused when there."""
-    out = folder / f"{m.key}-{Path(m.model).stem}.onnx"  # another --unet gets its own file
-    m.onnx = out
-    if out.exists():
-        m.export_run = {"reused": str(out)}
-        return
-    exe, env = visiontool_cmd()
-    cmd = exe + ["export", m.model] + (["--weights", m.weights] if m.weights else []) + \
-        ["--output", str(out), "--device", "cpu"]
-    run = bl.run_timed(cmd, env=env)
-    if run.returncode != 0:
-        raise SystemExit(f"export failed ({run.returncode}): {' '.join(cmd)}")
-    m.export_run = run.as_dict()
 
 
 def measure_decode(paths: list[str], prep, batch_size: int, processes: bool, keep: int) -> tuple[dict, list]:
