@@ -4,6 +4,7 @@ process with batch B, and only rank 0 writes the run folder."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -22,11 +23,15 @@ def test_two_processes_train_the_same_model_as_one(tmp_path):
     options = ["--model", "lenet5", "--epochs", "2", "--batch-size", "8", "--augment", "light",
                "--seed", "3", "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "visiontool", "train", str(data), *options, "--out", str(tmp_path / "ddp")],
-        env=env, capture_output=True, text=True, timeout=300,
-    )
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "visiontool", "train", str(data), *options, "--out", str(tmp_path / "ddp")]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0 and "terminate called without an active exception" in proc.stderr:
+        # About one launch in seven on the 2-core test machine, a rank aborts in C++ with this
+        # message and no Python traceback (torch's own start-up, not a training step); one more
+        # launch is tried. Any other failure, or a second abort, fails the test.
+        shutil.rmtree(tmp_path / "ddp", ignore_errors=True)
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     before = torch.get_num_threads()
