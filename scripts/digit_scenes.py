@@ -119,11 +119,13 @@ def _package_dir(name: str) -> Path:
     spec = importlib.util.find_spec(name)
     if spec is None:
         package = {"sklearn": "scikit-learn"}.get(name, name)
-        raise ModuleNotFoundError(f"digit scenes need {package} for their backgrounds: pip install {package}")
+        raise ModuleNotFoundError(f"the sample photos need {package}: pip install {package}")
     return Path(spec.submodule_search_locations[0])
 
 
-def _background_image(library: str, name: str) -> Image.Image:
+def sample_photo(library: str, name: str, resample=Image.Resampling.BICUBIC) -> Image.Image:
+    """One sample photo of scikit-image, scikit-learn or matplotlib as RGB, at most 1024 px on
+    its long side (larger sources only cost decoding time)."""
     if library == "skimage":
         import skimage.data
 
@@ -138,7 +140,7 @@ def _background_image(library: str, name: str) -> Image.Image:
         with Image.open(_package_dir(library) / folder / name) as image:
             image.load()
     image = image.convert("RGB")
-    image.thumbnail((1024, 1024))  # larger sources only cost decoding time
+    image.thumbnail((1024, 1024), resample)
     return image
 
 
@@ -150,7 +152,7 @@ def _pools(group: str) -> Pools:
         idx, sources = splits["heldout"], HELDOUT_BACKGROUNDS
     else:
         idx, sources = np.sort(np.concatenate([splits["train"], splits["val"]])), TRAIN_BACKGROUNDS
-    backgrounds = tuple(_background_image(*source) for source in sources)
+    backgrounds = tuple(sample_photo(*source) for source in sources)
     return Pools(group, images[idx], labels[idx].astype(np.int64), backgrounds, tuple(n for _, n in sources))
 
 

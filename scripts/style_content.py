@@ -18,6 +18,7 @@ no crop of them is ever in train/. Every crop is drawn from its own generator se
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import sys
 from pathlib import Path
@@ -37,35 +38,20 @@ TRAIN_PHOTOS = (
 HELDOUT_PHOTOS = (
     ("skimage", "rocket"), ("skimage", "coffee"), ("matplotlib", "grace_hopper.jpg"), ("sklearn", "flower.jpg"),
 )  # fmt: skip
-LONGEST = 1024  # larger photos are scaled down first: a crop never needs more
 
 
-def _package_dir(name: str) -> Path:
-    spec = importlib.util.find_spec(name)
-    if spec is None:
-        package = {"sklearn": "scikit-learn"}.get(name, name)
-        raise ModuleNotFoundError(f"the content photos need {package}: pip install {package}")
-    return Path(spec.submodule_search_locations[0])
+@functools.cache
+def _digit_scenes():
+    spec = importlib.util.spec_from_file_location("_digit_scenes", Path(__file__).with_name("digit_scenes.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def load_photo(library: str, name: str) -> Image.Image:
-    """One sample photo as RGB, at most LONGEST px on its long side."""
-    if library == "skimage":
-        import skimage.data
-
-        if name.startswith("motorcycle_"):
-            left, right, _ = skimage.data.stereo_motorcycle()
-            array = left if name.endswith("left") else right
-        else:
-            array = getattr(skimage.data, name)()
-        image = Image.fromarray(np.asarray(array, np.uint8))
-    else:  # the files load_sample_images() and cbook.get_sample_data() read, without importing either library
-        folder = {"sklearn": "datasets/images", "matplotlib": "mpl-data/sample_data"}[library]
-        with Image.open(_package_dir(library) / folder / name) as image:
-            image.load()
-    image = image.convert("RGB")
-    image.thumbnail((LONGEST, LONGEST), Image.Resampling.LANCZOS)
-    return image
+    """One sample photo as RGB, at most 1024 px on its long side (a crop never needs more),
+    loaded as the digit scenes load their backgrounds."""
+    return _digit_scenes().sample_photo(library, name, Image.Resampling.LANCZOS)
 
 
 def stem(name: str) -> str:
