@@ -16,6 +16,11 @@ sample images, cropped at random places and zooms (0.5..2x), flipped, with rando
 gamma, sometimes grey, tinted or negative. Digits are stretched a little, sometimes rotated
 (up to 12 degrees) or drawn with thicker or thinner strokes; scenes get mild noise or blur.
 
+--distractors N adds up to N marks that are not digits to each train and val scene: typeset
+letters and signs and simple shapes (stars, triangles, squares, crosses), drawn like the
+digits but left as background in masks and labels, away from every digit's box. Held-out
+scenes never get them, so they are the same with or without the option.
+
 Held-out split: its digits are the `heldout` digits of scripts/make_mnist_folder.py (the same
 seeded split the shipped classifier is scored on), and its backgrounds are whole images that
 train and val never use (HELDOUT_BACKGROUNDS below). train and val share one pool: the other
@@ -238,8 +243,58 @@ def _ink_colour(rng: np.random.Generator, under: np.ndarray) -> np.ndarray | Non
     return np.clip(luma + chroma * room / max(float(np.abs(chroma).max()), 1e-6), 0, 255).astype(np.float32)
 
 
-def make_scene(rng: np.random.Generator, pools: Pools, width: int, height: int) -> Scene:
-    """One scene of width x height px drawn from `pools` with `rng`."""
+# Marks that are not digits, for --distractors: typeset letters and signs, and simple shapes
+# (stars, triangles, squares, crosses, outlined or filled), none of them shaped like a
+# handwritten digit (no O, D, I, l, S, Z, B, T, ...; no lone strokes or rings, which MNIST's 1s
+# and 0s are). A model trained with them learns the shapes of digits rather than "any ink
+# stroke", which matters on photos with text, flags or badges in them.
+GLYPHS = "EFHKMNPRWXacefhkmnrwx#%&@=*+"
+SHAPES = ("star", "triangle", "square", "cross")
+
+
+def _shape(side: int, kind: str, rng: np.random.Generator) -> list[tuple[float, float]]:
+    """The outline of a shape `side` px across, centred in a 2*side canvas."""
+    c, r = side, side / 2
+    if kind == "star":
+        angles = np.pi / 2 + np.arange(10) * np.pi / 5
+        radii = np.where(np.arange(10) % 2 == 0, r, r * rng.uniform(0.35, 0.5))
+    else:
+        corners = {"triangle": 3, "square": 4, "cross": 12}[kind]
+        angles = np.pi / 2 + np.arange(corners) * 2 * np.pi / corners
+        radii = np.full(corners, r) if kind != "cross" else np.where(np.arange(12) % 3 == 1, r, r * 0.45)
+    return [(c + q * np.cos(t), c - q * np.sin(t)) for q, t in zip(radii, angles)]
+
+
+def _draw_distractor(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """The alpha (0..1, height x width) of one glyph or shape, 20..80 px, turned a little, anywhere."""
+    from PIL import ImageDraw, ImageFont
+
+    side = int(rng.integers(MIN_HEIGHT, MAX_HEIGHT + 1))
+    canvas = Image.new("L", (2 * side, 2 * side), 0)
+    draw = ImageDraw.Draw(canvas)
+    if rng.random() < 0.6:
+        glyph = GLYPHS[int(rng.integers(len(GLYPHS)))]
+        draw.text((side // 3, side // 4), glyph, fill=255, font=ImageFont.load_default(side))
+    else:
+        outline = _shape(side, SHAPES[int(rng.integers(len(SHAPES)))], rng)
+        if rng.random() < 0.6:
+            draw.polygon(outline, fill=255)
+        else:
+            draw.polygon(outline, outline=255, width=int(rng.integers(2, max(3, side // 10) + 1)))
+    canvas = canvas.rotate(float(rng.uniform(-30, 30)), Image.Resampling.BILINEAR)
+    alpha = np.zeros((height, width), np.float32)
+    x, y = int(rng.integers(-side // 2, width - side)), int(rng.integers(-side // 2, height - side))
+    patch = np.asarray(canvas, np.float32) / 255
+    sx0, sy0 = max(0, -x), max(0, -y)
+    sx1, sy1 = min(patch.shape[1], width - x), min(patch.shape[0], height - y)
+    if sx1 > sx0 and sy1 > sy0:
+        alpha[y + sy0 : y + sy1, x + sx0 : x + sx1] = patch[sy0:sy1, sx0:sx1]
+    return alpha
+
+
+def make_scene(rng: np.random.Generator, pools: Pools, width: int, height: int, distractors: int = 0) -> Scene:
+    """One scene of width x height px drawn from `pools` with `rng`, with up to `distractors`
+    marks that are not digits (background in the mask, never touching a digit's box)."""
     image = _background(rng, pools, width, height)
     mask = np.zeros((height, width), np.uint8)
     boxes: list[tuple[int, int, int, int]] = []
@@ -276,6 +331,19 @@ def make_scene(rng: np.random.Generator, pools: Pools, width: int, height: int) 
         mask[y : y + bh, x : x + bw][ink] = 1 + pools.labels[i]
         boxes.append((x, y, x + bw, y + bh))
         labels.append(int(pools.labels[i]))
+    # the marks' own generator, spawned without drawing from rng: the rest of the scene (noise,
+    # blur) is the same with or without them
+    marks_rng = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0]) if distractors else None
+    for _ in range(int(marks_rng.integers(0, distractors + 1)) if distractors else 0):
+        alpha = _draw_distractor(marks_rng, width, height)
+        for bx0, by0, bx1, by1 in boxes:  # keep MARGIN px clear of every digit's box
+            alpha[max(0, by0 - MARGIN) : by1 + MARGIN, max(0, bx0 - MARGIN) : bx1 + MARGIN] = 0
+        ink = alpha >= 0.5
+        colour = _ink_colour(marks_rng, image[ink] @ LUMA) if ink.any() else None
+        if colour is not None:
+            a = alpha[..., None]
+            image *= 1 - a
+            image += colour * a
     if rng.random() < 0.4:
         image += rng.standard_normal(image.shape, dtype=np.float32) * np.float32(rng.uniform(2, 8))
     out = Image.fromarray(np.clip(image + 0.5, 0, 255).astype(np.uint8))
@@ -316,10 +384,13 @@ def write_dataset(
     seed: int,
     formats: tuple[str, ...] = ("yolo", "coco"),
     masks: bool = False,
+    distractors: int = 0,
 ) -> None:
     """Write counts[split] scenes for each split in `counts` ("train", "val", "heldout") under `out`.
 
     size: side of square scenes, or None for random sizes (160..640 px a side).
+    distractors: up to this many non-digit marks per scene in train and val; heldout has none,
+    so its scenes are the same with or without them.
     """
     out = Path(out)
     unknown = set(formats) - {"yolo", "coco", "seg"}
@@ -346,7 +417,7 @@ def write_dataset(
         for i in range(counts[split]):
             rng = np.random.default_rng([seed, SPLIT_IDS[split], i])
             width, height = (size, size) if size else (int(v) for v in rng.integers(MIN_SIDE, MAX_SIDE + 1, 2))
-            scene = make_scene(rng, pools, width, height)
+            scene = make_scene(rng, pools, width, height, distractors if split != "heldout" else 0)
             stem = f"{i:06d}"
             _save_jpeg(scene.image, images_dir / f"{stem}.jpg", int(rng.integers(60, 96)))
             if "yolo" in formats:
@@ -413,6 +484,8 @@ def main() -> None:
     parser.add_argument("--format", default="yolo,coco", help="yolo, coco or both (default yolo,coco); or seg: the segmentation layout")
     parser.add_argument("--masks", action="store_true", help="also write segmentation masks")
     parser.add_argument("--samples", action="store_true", help="write the six sample scenes to OUT instead")
+    parser.add_argument("--distractors", type=int, default=0,
+                        help="up to N typeset letters, signs and simple shapes per train and val scene (not digits; default 0)")
     args = parser.parse_args()
     if args.samples:
         write_samples(args.out, args.seed)
@@ -422,7 +495,7 @@ def main() -> None:
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     counts = {"train": args.train, "val": args.val, "heldout": args.heldout}
     try:
-        write_dataset(args.out, counts, args.size, args.seed, formats, args.masks)
+        write_dataset(args.out, counts, args.size, args.seed, formats, args.masks, args.distractors)
     except ValueError as e:
         parser.error(str(e))
 

@@ -146,3 +146,25 @@ def test_a_seed_gives_the_same_scenes_and_files(ds, tmp_path):
     assert len(files) == 1 + 2 + 4 * 3  # data.yaml, two json, and image, label, mask for each scene
     for name in files:
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+
+
+def test_distractors_are_background_away_from_the_digits_and_only_outside_heldout(ds, tmp_path):
+    pools = ds.load_pools("train")
+    marks = 0
+    for seed in range(6):
+        plain = ds.make_scene(np.random.default_rng(seed), pools, 320, 240)
+        marked = ds.make_scene(np.random.default_rng(seed), pools, 320, 240, distractors=8)
+        # the same digits, boxes and mask: the marks are drawn after them and never labelled
+        np.testing.assert_array_equal(plain.mask, marked.mask)
+        np.testing.assert_array_equal(plain.boxes, marked.boxes)
+        _check_boxes_against_mask(marked.boxes, marked.labels, marked.mask, margin=4)
+        changed = np.abs(marked.image.astype(int) - plain.image.astype(int)).max(2) > 40
+        marks += changed.sum()
+        for x0, y0, x1, y1 in marked.boxes.astype(int).tolist():  # none touches a digit's box
+            assert not changed[y0:y1, x0:x1].any()
+    assert marks > 1000  # the marks are there, with the contrast digits have
+    ds.write_dataset(tmp_path / "with", {"train": 2, "heldout": 2}, 160, seed=3, formats=("seg",), distractors=6)
+    ds.write_dataset(tmp_path / "without", {"train": 2, "heldout": 2}, 160, seed=3, formats=("seg",))
+    for split, same in (("heldout", True), ("train", False)):
+        pair = [(tmp_path / d / split / "images" / "000000.jpg").read_bytes() for d in ("with", "without")]
+        assert (pair[0] == pair[1]) is same, split

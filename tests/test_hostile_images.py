@@ -1,6 +1,6 @@
 """Images that try to break the decoder: random and mutated files never crash or hang it (each
-becomes an error row), decompression bombs are refused from their header, and a symlink out of
-a scanned folder is read once."""
+becomes an error row), a decode that hangs is given up after the time limit, decompression
+bombs are refused from their header, and a symlink out of a scanned folder is read once."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import struct
+import time
 import zlib
 
 import numpy as np
@@ -18,7 +19,8 @@ from typer.testing import CliRunner
 
 from tiny_onnx import write_tiny_onnx
 from visiontool.cli.app import app
-from visiontool.imageio import DecodeError, decode, set_max_pixels
+import visiontool.pipeline as pipeline
+from visiontool.imageio import DecodeError, decode, decode_timeout, set_decode_timeout, set_max_pixels
 from visiontool.models.registry import LENET5_PREPROCESS
 from visiontool.pipeline import load_one
 from visiontool.sources import expand
@@ -79,6 +81,44 @@ def test_the_environment_sets_the_limit_for_every_command(tmp_path, monkeypatch)
         decode(tmp_path / "a.png")
     monkeypatch.setenv("VISIONTOOL_MAX_PIXELS", "6000")
     assert decode(tmp_path / "a.png").size == (100, 60)
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torch"])  # decoding threads; a decoding worker process
+def test_an_image_whose_decoding_hangs_is_an_error_row_after_the_time_limit(tmp_path, monkeypatch, backend):
+    for i in range(6):
+        Image.new("L", (28, 28), 40 * i).save(tmp_path / f"{i}.png")
+    real = pipeline.decode
+
+    def hangs_on_3(path, *args, **kwargs):
+        if str(path).endswith("3.png"):
+            time.sleep(60)  # a decoder stuck in a file (uninterruptible in a thread)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "decode", hangs_on_3)
+    model = str(write_tiny_onnx(tmp_path / "tiny.onnx")) if backend == "onnx" else "lenet5-mnist"
+    out = tmp_path / "rows.jsonl"
+    started = time.monotonic()
+    try:
+        result = CliRunner().invoke(app, ["classify", str(tmp_path), "-m", model, "--offline", "-q", "-o", str(out),
+                                          "--workers", "1", "--batch-size", "2", "--decode-timeout", "0.5"])
+    finally:
+        set_decode_timeout(None)
+    took = time.monotonic() - started
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert result.exit_code == 3, result.output
+    assert [os.path.basename(r["path"]) for r in rows] == [f"{i}.png" for i in range(6)]
+    assert [r["error"] for r in rows] == [None] * 3 + ["decoding took longer than 0.5 s (--decode-timeout raises "
+                                                       "the limit)"] + [None] * 2
+    assert took < 20  # not the 60 s the stuck decode would take
+
+
+def test_the_decode_time_limit_defaults_to_60_s_and_the_environment_sets_it(monkeypatch):
+    monkeypatch.delenv("VISIONTOOL_DECODE_TIMEOUT", raising=False)
+    assert decode_timeout() == 60
+    monkeypatch.setenv("VISIONTOOL_DECODE_TIMEOUT", "2.5")
+    assert decode_timeout() == 2.5
+    monkeypatch.setenv("VISIONTOOL_DECODE_TIMEOUT", "soon")  # not a number: the default
+    assert decode_timeout() == 60
 
 
 def _seeds() -> dict[str, bytes]:

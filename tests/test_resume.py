@@ -206,6 +206,10 @@ def test_torchrun_with_two_processes_equals_one_process(job, reference, tmp_path
                            "-m", "visiontool", *_args(job, out)], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert out.exists(), done.stderr[-2000:]
+    # rank 0 merged and answers for all: exit 3 for the two broken images, whichever share had
+    # them (torchrun itself exits 1 and names the rank that did not exit 0)
+    assert done.returncode == 1 and "(exitcode: 3) local_rank: 0 " in done.stderr
+    assert "local_rank: 1 " not in done.stderr
     assert out.read_bytes() == reference["jsonl"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.jsonl"]
 
@@ -291,7 +295,8 @@ def test_merging_parts_restores_input_order_and_refuses_parts_that_do_not_fit(re
             part_path(out, k, len(shares)).write_bytes(b"".join(share))
 
     parts(lines[0::3], lines[1::3], lines[2::3])
-    assert merge_parts(out, 3, task.csv_rows, task.csv_columns()) == 300
+    merged = merge_parts(out, 3, task.csv_rows, task.csv_columns())
+    assert (merged.rows, merged.errors) == (300, 2)  # the two broken images
     assert out.read_bytes() == reference["jsonl"] and sorted(p.name for p in tmp_path.iterdir()) == ["rows.jsonl"]
     parts(lines[0::2], lines[1::2])
     part_path(out, 2, 2).unlink()
@@ -314,7 +319,8 @@ def test_the_merge_command_joins_parts_made_in_different_folders(job, reference,
     assert result.exit_code == 2 and "rows.part-2-of-2.json is missing" in result.stderr
     shutil.copy(tmp_path / "machine2" / "rows.part-2-of-2.json", tmp_path)
     result = CliRunner().invoke(app, ["merge", str(out)])
-    assert result.exit_code == 0 and result.stderr.strip() == f"merged 2 parts into {out}: 300 rows"
+    # exit 3, as the run's: two rows are the broken images
+    assert result.exit_code == 3 and result.stderr.strip() == f"merged 2 parts into {out}: 300 rows, 2 of them errors"
     assert out.read_bytes() == reference["json"]
     assert not list(tmp_path.glob("rows.part-*"))
     assert "no parts of" in CliRunner().invoke(app, ["merge", str(tmp_path / "other.csv")]).stderr

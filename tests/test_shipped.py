@@ -22,9 +22,9 @@ SEGMENTER = ROOT / "weights" / "unet-digits.safetensors"
 HELD_OUT_MAP50 = 0.9
 HELD_OUT_MAP = 0.6
 # unet-digits: its card's goal is mIoU >= 0.8 over background and the ten digits, which it does
-# NOT reach (held-out 300 scenes: 0.160). The test holds it to what it measured on these 24
-# scenes (0.166), a little below, and to finding digits: well above predicting background everywhere.
-HELD_OUT_MIOU = 0.14
+# NOT reach (held-out 300 scenes: 0.737). The test holds it to what it measured on these 24
+# scenes (0.708), a little below, and to finding digits: well above predicting background everywhere.
+HELD_OUT_MIOU = 0.68
 
 
 def test_model_cards_record_the_shipped_file_hashes():

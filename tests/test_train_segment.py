@@ -267,6 +267,30 @@ def test_an_interrupted_run_resumes_to_the_same_numbers(trained, tmp_path):
     assert [r["train_loss"] for r in resumed] == [r["train_loss"] for r in straight]
 
 
+def test_a_checkpoint_is_fine_tuned_with_its_weights_and_a_new_head_for_other_classes(trained, tmp_path):
+    from safetensors.torch import load_file
+
+    data, run, _, cfg = trained
+    start = load_file(run / "best.safetensors")
+    same = train(TrainConfig(**{**cfg.__dict__, "model": str(run / "best.safetensors"), "epochs": 1, "lr": 1e-9,
+                                "warmup_epochs": 0, "out": str(tmp_path / "same")}))
+    after = load_file(same.run_dir / "last.safetensors")
+    # lr 1e-9: the weights are the checkpoint's (BatchNorm statistics move), the head included
+    assert set(after) == set(start)
+    assert all(torch.allclose(after[k], start[k], atol=1e-6) for k in start if "running" not in k and "num_batches" not in k)
+    two = make_segmentation(tmp_path / "two", train=8, val=3)
+    (two / "classes.txt").write_text("ground\nred\n")  # one class fewer
+    for folder in ("train", "val"):
+        for mask in (two / folder / "masks").iterdir():
+            m = np.array(Image.open(mask))
+            Image.fromarray(np.where(m == 2, 1, m).astype(np.uint8)).save(mask)
+    result = train(TrainConfig(**{**cfg.__dict__, "data": str(two), "model": str(run / "best.safetensors"),
+                                  "epochs": 1, "out": str(tmp_path / "new")}))
+    tuned = load_file(result.run_dir / "best.safetensors")
+    assert tuned["head.weight"].shape[0] == tuned["coarse_head.weight"].shape[0] == 2
+    assert torch.allclose(tuned["down.0.0.weight"], start["down.0.0.weight"], atol=0.05)  # started from it
+
+
 def test_train_help_offers_the_segment_task():
     result = CliRunner().invoke(app, ["train", "--help"], terminal_width=200)
     assert "classify|detect|segment" in result.output
@@ -279,7 +303,7 @@ def test_torchvision_models_get_resized_classifiers_and_the_auxiliary_loss():
     from visiontool.train.segment import AUX_WEIGHT, SegmentTraining, _model
 
     cfg = TrainConfig(task="segment", data="unused", model="deeplabv3_mobilenet_v3_large")
-    module, kwargs, _, _ = _model(cfg, registry.get_spec(cfg.model), 3)
+    module, kwargs, _, _ = _model(cfg, registry.get_spec(cfg.model), 3, None)
     assert kwargs == {"aux_loss": True}
     module.train()
     x, y = torch.randn(2, 3, 64, 64), torch.randint(0, 3, (2, 64, 64))

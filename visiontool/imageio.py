@@ -84,6 +84,34 @@ def max_pixels() -> int:
     return int(value) if value.isdigit() and int(value) > 0 else DEFAULT_MAX_PIXELS
 
 
+# A file that hangs its decoder (or takes minutes to decode) must cost one error row, not the
+# run: inference gives each image this many seconds to decode (--decode-timeout,
+# VISIONTOOL_DECODE_TIMEOUT), then reports it and goes on (pipeline.py enforces it).
+DEFAULT_DECODE_TIMEOUT: Final = 60.0
+ENV_DECODE_TIMEOUT: Final = "VISIONTOOL_DECODE_TIMEOUT"
+_limit["seconds"] = None
+
+
+def set_decode_timeout(seconds: float | None) -> None:
+    """Seconds an image may take to decode in inference (None: VISIONTOOL_DECODE_TIMEOUT, else
+    the default). Set it before decoding workers start."""
+    _limit["seconds"] = None if seconds is None else float(seconds)
+
+
+def decode_timeout() -> float:
+    if _limit["seconds"] is not None:
+        return _limit["seconds"]
+    try:
+        value = float(os.environ.get(ENV_DECODE_TIMEOUT, ""))
+    except ValueError:
+        return DEFAULT_DECODE_TIMEOUT
+    return value if value > 0 else DEFAULT_DECODE_TIMEOUT
+
+
+def timeout_message(seconds: float) -> str:
+    return f"decoding took longer than {seconds:g} s (--decode-timeout raises the limit)"
+
+
 class DecodeError(VisiontoolError):
     """A file that could not be decoded. `str(err)` is the one-line reason; `err.path` the file."""
 

@@ -2,22 +2,28 @@
 
 paths -> decode + preprocess (in parallel workers, overlapped with compute) -> batches ->
 backend -> task postprocess -> rows. A file that cannot be decoded becomes a row with its
-error; the batch goes on. Rows are yielded as they come, so memory stays flat however many
-images there are.
+error; the batch goes on. So does one whose decoding takes longer than the decode time limit
+(imageio.decode_timeout): a decoder cannot be stopped mid-call, so its thread is left behind and
+a new one takes its place (threads), or an alarm ends the decode between Pillow's chunks
+(worker processes). Rows are yielded as they come, so memory stays flat however many images
+there are.
 """
 
 from __future__ import annotations
 
 import os
+import queue
+import signal
 import sys
+import threading
+import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from visiontool.imageio import DecodeError, decode
+from visiontool.imageio import DecodeError, decode, decode_timeout, timeout_message
 from visiontool.preprocess import Geometry, Preprocess
 
 
@@ -77,7 +83,23 @@ class _PathDataset:
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        return (self.paths[i], *load_one(self.paths[i], self.prep, self.fast_decode, self.keep))
+        path = self.paths[i]
+        if threading.current_thread() is not threading.main_thread():
+            return (path, *load_one(path, self.prep, self.fast_decode, self.keep))
+        limit = decode_timeout()
+
+        def too_long(signum, frame):
+            raise DecodeError(path, timeout_message(limit))
+
+        previous = signal.signal(signal.SIGALRM, too_long)
+        signal.setitimer(signal.ITIMER_REAL, limit)
+        try:
+            return (path, *load_one(path, self.prep, self.fast_decode, self.keep))
+        except DecodeError as err:  # the alarm rang just as load_one returned
+            return path, None, None, None, str(err)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
 
 
 def _torch_collate(items):
@@ -109,17 +131,69 @@ def _process_batches(paths, prep, batch_size, workers, fast_decode, keep) -> Ite
     yield from loader
 
 
+class _Job:
+    def __init__(self, args: tuple) -> None:
+        self.args, self.started, self.result, self.done = args, None, None, threading.Event()
+
+
+class _Decoders:
+    """Daemon decoding threads with a time limit per image. An image past the limit gets its
+    error; its thread, stuck in the decoder, is left to finish on its own (daemon: it cannot
+    keep the process alive) and a new thread takes its place, so the run keeps its pace."""
+
+    def __init__(self, workers: int, limit: float) -> None:
+        self.tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self.limit, self.threads = limit, 0
+        for _ in range(max(1, workers)):
+            self._start()
+
+    def _start(self) -> None:
+        threading.Thread(target=self._work, daemon=True).start()
+        self.threads += 1
+
+    def _work(self) -> None:
+        while (job := self.tasks.get()) is not None:
+            job.started = time.monotonic()
+            job.result = load_one(*job.args)
+            job.done.set()
+
+    def submit(self, *args) -> _Job:
+        job = _Job(args)
+        self.tasks.put(job)
+        return job
+
+    def result(self, job: _Job):
+        while not job.done.wait(0.05 if job.started is None else max(0.0, job.started + self.limit - time.monotonic())):
+            if job.started is not None and time.monotonic() - job.started >= self.limit:
+                self.threads -= 1  # that one is stuck
+                self._start()
+                return None, None, None, timeout_message(self.limit)
+        return job.result
+
+    def close(self) -> None:
+        try:  # a run that stops early leaves images it will not ask for: drop them
+            while True:
+                self.tasks.get_nowait()
+        except queue.Empty:
+            pass
+        for _ in range(self.threads):
+            self.tasks.put(None)
+
+
 def _thread_batches(paths, prep, batch_size, workers, fast_decode, keep) -> Iterator[Batch]:
     # Pillow releases the GIL while decoding and resizing, so threads overlap with compute.
     chunks = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
-    with ThreadPoolExecutor(max(1, workers)) as pool:
+    pool = _Decoders(workers, decode_timeout())
+    try:
         pending: deque = deque()
         for chunk in chunks:
-            pending.append([(p, pool.submit(load_one, p, prep, fast_decode, keep)) for p in chunk])
+            pending.append([(p, pool.submit(p, prep, fast_decode, keep)) for p in chunk])
             if len(pending) > 2:  # keep two batches decoding ahead of the model
-                yield collate([(p, *f.result()) for p, f in pending.popleft()])
+                yield collate([(p, *pool.result(j)) for p, j in pending.popleft()])
         while pending:
-            yield collate([(p, *f.result()) for p, f in pending.popleft()])
+            yield collate([(p, *pool.result(j)) for p, j in pending.popleft()])
+    finally:
+        pool.close()
 
 
 def batches(paths: Sequence[str], prep: Preprocess, batch_size: int, workers: int | None = None,

@@ -11,6 +11,7 @@ import csv
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -322,9 +323,21 @@ def count_parts(output: Path) -> int:
     return found.pop()
 
 
-def merge_parts(output: Path, n: int, flatten=None, columns: list[str] | None = None) -> int:
-    """Join the finished parts 1..n of `output` into it, in input order, and remove them; the
-    number of rows. Shard k holds inputs k-1, k-1+n, ..., so taking one row from each part in
+@dataclass
+class Merged:
+    rows: int
+    errors: int  # rows of images that could not be read
+
+
+def _has_error(record, fmt: str) -> bool:
+    if fmt == "csv":
+        return bool(record[0].get("error"))
+    return bool(json.loads(record).get("error"))
+
+
+def merge_parts(output: Path, n: int, flatten=None, columns: list[str] | None = None) -> Merged:
+    """Join the finished parts 1..n of `output` into it, in input order, and remove them; how
+    many rows it holds, and how many are errors. Shard k holds inputs k-1, k-1+n, ..., so taking one row from each part in
     turn restores the order."""
     fmt = format_for(output)
     parts = [part_path(output, k, n) for k in range(1, n + 1)]
@@ -336,7 +349,7 @@ def merge_parts(output: Path, n: int, flatten=None, columns: list[str] | None = 
         raise PartMissing(f"cannot merge {output}: {missing[0]} is missing (run that shard, with --resume "
                          f"if it was interrupted)")
     readers = [_records(p, fmt) for p in parts]
-    count = 0
+    count = errors = 0
     with atomic_write(output) as tmp, open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="") as out:
         writer = _Out(out, fmt, flatten or (lambda row: row), columns)
         short = False  # a part ran out: the next round must find every part at its end
@@ -352,9 +365,10 @@ def merge_parts(output: Path, n: int, flatten=None, columns: list[str] | None = 
                                      f"(run every shard on the same sources)")
                 writer.add(record[1])
                 count += 1
+                errors += _has_error(record[1], fmt)
                 alive.append(r)
             short, readers = ended, alive
         writer.end()
     for p in parts:
         p.unlink(missing_ok=True)  # a share that merged at the same moment may have removed it
-    return count
+    return Merged(count, errors)

@@ -30,6 +30,7 @@ def classify(
     resume: opt.Resume = False,
     shard: opt.Shard = None,
     max_pixels: opt.MaxPixels = None,
+    decode_timeout: opt.DecodeTimeout = None,
     exact_decode: opt.ExactDecode = False,
     offline: opt.Offline = False,
     quiet: opt.Quiet = False,
@@ -41,4 +42,5 @@ def classify(
     run_rows(Classify(top_k), RunOptions(sources, opt.default_for(opt.MODEL, "classify", model), weights, backend,
                                          device, offline, quiet, opt.default_for(opt.BATCH_SIZE, "classify", batch_size),
                                          workers, exact_decode, recursive, output,
-                                         resume=resume, shard=shard, max_pixels=max_pixels))
+                                         resume=resume, shard=shard, max_pixels=max_pixels,
+                                         decode_timeout=decode_timeout))

@@ -34,6 +34,7 @@ def detect(
     resume: opt.Resume = False,
     shard: opt.Shard = None,
     max_pixels: opt.MaxPixels = None,
+    decode_timeout: opt.DecodeTimeout = None,
     save_dir: opt.SaveDir = None,
     save_crops: Annotated[bool, typer.Option("--save-crops", help="Also write a crop of each detection, in a folder per class under --save-dir.")] = False,
     coco_json: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Also write COCO results (image_id, category_id, bbox xywh, score).")] = None,
@@ -48,4 +49,4 @@ def detect(
     task = Detect(conf, iou, classes, max_det, save_dir, save_crops, coco_json)
     run_rows(task, RunOptions(sources, opt.default_for(opt.MODEL, "detect", model), weights, backend, device,
                               offline, quiet, opt.default_for(opt.BATCH_SIZE, "detect", batch_size), workers,
-                              exact_decode, recursive, output, image_size, resume, shard, max_pixels))
+                              exact_decode, recursive, output, image_size, resume, shard, max_pixels, decode_timeout))

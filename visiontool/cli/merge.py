@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from visiontool.cli import options as opt
+from visiontool.errors import EXIT_SKIPPED
 
 EXAMPLES = [
     "visiontool merge rows.jsonl      joins rows.part-1-of-4.jsonl ... -4-of-4",
@@ -21,11 +22,14 @@ def merge(
     quiet: opt.Quiet = False,
 ) -> None:
     """Join the parts of a sharded run into OUTPUT, in input order, and remove them (the last
-    share to finish does this by itself when it sees every part)."""
+    share to finish does this by itself when it sees every part). Exit 3 when rows in it are
+    errors (images that could not be read), as for the run itself."""
     from visiontool import progress
     from visiontool.writers import count_parts, merge_parts
 
     n = count_parts(output)
-    count = merge_parts(output, n)
+    merged = merge_parts(output, n)
     if not quiet:
-        progress.info(f"merged {n} parts into {output}: {count} rows")
+        progress.info(f"merged {n} parts into {output}: {merged.rows} rows, {merged.errors} of them errors")
+    if merged.errors:  # as the run itself would have ended: some images could not be read
+        raise typer.Exit(EXIT_SKIPPED)

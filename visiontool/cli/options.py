@@ -110,7 +110,7 @@ Shard = Annotated[
     typer.Option(metavar="K/N", show_default=False,
                  help="Process share K of N (1 <= K <= N) of the inputs into its own part, "
                  "FILE.part-K-of-N.EXT; the last share to finish merges the parts into --output "
-                 "(under torchrun each process takes its share by itself)."),
+                 "(under torchrun each process takes its share by itself and rank 0 merges)."),
 ]
 MaxPixels = Annotated[
     Optional[int],
@@ -118,6 +118,12 @@ MaxPixels = Annotated[
                  help="Refuse images larger than this many pixels, from their header, before decoding "
                  "(default: 178,956,970, about 13,000 x 13,000; a guard against decompression bombs; "
                  "VISIONTOOL_MAX_PIXELS sets it for every command, train and val too)."),
+]
+DecodeTimeout = Annotated[
+    Optional[float],
+    typer.Option(min=0.001, metavar="SECONDS", show_default=False,
+                 help="Give up on an image whose decoding takes longer than this and report it as an "
+                 "error row (default: 60; VISIONTOOL_DECODE_TIMEOUT sets it for every command)."),
 ]
 Recursive = Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")]
 Backend = Annotated[

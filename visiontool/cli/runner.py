@@ -3,7 +3,8 @@ progress bar, write rows, show a table or a summary, and set the exit code.
 
 Long runs survive their end: rows go to --output's partial file batch by batch (writers.RowFile),
 --resume carries them over, Ctrl-C stops after the batch in flight, and a run is split into
-shares with --shard K/N or by torchrun, each writing its own part, the last one merging them.
+shares with --shard K/N or by torchrun, each writing its own part: under torchrun rank 0 waits for
+the others and merges them, with --shard the last share to finish does.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class RunOptions:
     resume: bool = False
     shard: str | None = None  # "K/N": this process's share of the inputs
     max_pixels: int | None = None  # larger images are error rows (None: imageio's default)
+    decode_timeout: float | None = None  # seconds per image to decode (None: imageio's default)
 
 
 def stdout_is_terminal() -> bool:
@@ -86,9 +88,10 @@ def run_rows(task, o: RunOptions) -> None:
         raise UsageError(f"{'--resume' if o.resume else '--shard'}: {why}; leave it out or run in one go")
     target = part_path(o.output, *share) if share and o.output else o.output
     rowfile = RowFile(target, task.csv_rows, task.csv_columns(), [], o.resume) if target else None
-    from visiontool.imageio import set_max_pixels
+    from visiontool.imageio import set_decode_timeout, set_max_pixels
 
-    set_max_pixels(o.max_pixels)  # before decoding workers start: they inherit it
+    set_max_pixels(o.max_pixels)  # before decoding workers start: they inherit them
+    set_decode_timeout(o.decode_timeout)
     device = o.device
     if share and o.shard is None:  # torchrun: each rank on its own local device
         from visiontool.backends import local_device
@@ -183,7 +186,10 @@ def run_rows(task, o: RunOptions) -> None:
             common = ", ".join(f"{k} ({v})" for k, v in labels.most_common(5))
             progress.info(f"most common: {common}; use --output FILE.jsonl to keep every row in a file")
     if share and o.output is not None:
-        _merge_when_complete(task, o.output, share, o.quiet)
+        torchrun = o.shard is None
+        merged = _merge_when_complete(task, o.output, share, o.quiet, wait=torchrun)
+        if torchrun:  # the job's exit code is rank 0's, and it speaks for every rank's images
+            skipped = merged.errors if merged is not None else 0
     if skipped:
         raise typer.Exit(EXIT_SKIPPED)
 
@@ -202,24 +208,37 @@ def _stop(rowfile, writer, done: int, total: int) -> None:
     raise typer.Exit(EXIT_INTERRUPTED)
 
 
-def _merge_when_complete(task, output: Path, share: tuple[int, int], quiet: bool) -> None:
-    """The last share to finish joins the parts into --output. Each share checks after its own
-    part is in place, so the last one always sees every part. Two that finish together may both
-    merge: each writes the same output atomically, and the one that finds a part already gone
-    leaves the merge to the other. No lock, so no stale lock can block a later --resume."""
+def _merge_when_complete(task, output: Path, share: tuple[int, int], quiet: bool, wait: bool = False):
+    """Join the parts into --output once every part is in place. Under torchrun (`wait`) rank 0
+    waits for the other ranks' parts and merges, and the others leave it to rank 0 (if a rank
+    fails, torchrun stops them all, rank 0 too). Under --shard the last share to finish merges:
+    each checks after its own part is in place, so the last one always sees every part. Two
+    that finish together may both merge: each writes the same output atomically, and the one
+    that finds a part already gone leaves the merge to the other. No lock, so no stale lock can
+    block a later --resume. The merge's row and error counts, or None where this share left it."""
     from visiontool import progress
     from visiontool.writers import PartMissing, merge_parts, part_path, partial_path
 
     k, n = share
     parts = [part_path(output, i, n) for i in range(1, n + 1)]
-    if not all(p.exists() and not partial_path(p).exists() for p in parts):
+
+    def complete() -> bool:
+        return all(p.exists() and not partial_path(p).exists() for p in parts)
+
+    if wait and k == 1 and not complete():
         if not quiet:
-            progress.info(f"share {k} of {n} done: {part_path(output, k, n)}; the last share to finish "
-                          f"merges the parts into {output}")
-        return
+            progress.info(f"rank 0 done: waiting for the other ranks' parts to merge them into {output}")
+        while not complete():
+            time.sleep(0.1)
+    if not complete() or (wait and k != 1):
+        if not quiet:
+            merger = "rank 0 merges" if wait else "the last share to finish merges"
+            progress.info(f"share {k} of {n} done: {part_path(output, k, n)}; {merger} the parts into {output}")
+        return None
     try:
-        count = merge_parts(output, n, task.csv_rows, task.csv_columns())
+        merged = merge_parts(output, n, task.csv_rows, task.csv_columns())
     except (FileNotFoundError, PartMissing):
-        return  # another share merged them first
+        return None  # another share merged them first
     if not quiet:
-        progress.info(f"merged {n} parts into {output}: {count} rows")
+        progress.info(f"merged {n} parts into {output}: {merged.rows} rows, {merged.errors} of them errors")
+    return merged

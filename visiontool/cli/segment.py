@@ -31,6 +31,7 @@ def segment(
     resume: opt.Resume = False,
     shard: opt.Shard = None,
     max_pixels: opt.MaxPixels = None,
+    decode_timeout: opt.DecodeTimeout = None,
     save_dir: opt.SaveDir = None,
     exact_decode: opt.ExactDecode = False,
     offline: opt.Offline = False,
@@ -46,4 +47,4 @@ def segment(
         progress.info(f"masks go to {task.mask_dir}/ (--save-dir DIR for another folder, with overlays)", quiet=quiet)
     run_rows(task, RunOptions(sources, opt.default_for(opt.MODEL, "segment", model), weights, backend, device,
                               offline, quiet, opt.default_for(opt.BATCH_SIZE, "segment", batch_size), workers,
-                              exact_decode, recursive, output, image_size, resume, shard, max_pixels))
+                              exact_decode, recursive, output, image_size, resume, shard, max_pixels, decode_timeout))

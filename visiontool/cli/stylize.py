@@ -51,6 +51,7 @@ def stylize(
     resume: opt.Resume = False,
     shard: opt.Shard = None,
     max_pixels: opt.MaxPixels = None,
+    decode_timeout: opt.DecodeTimeout = None,
     exact_decode: opt.ExactDecode = False,
     offline: opt.Offline = False,
     quiet: opt.Quiet = False,
@@ -68,4 +69,4 @@ def stylize(
                    save_dir if save_dir is not None else "stylized")
     batch = opt.default_for(opt.BATCH_SIZE, "stylize", batch_size)
     run_rows(task, RunOptions(sources, style or model, None, backend, device, offline, quiet, batch, workers,
-                              exact_decode, recursive, output, None, resume, shard, max_pixels))
+                              exact_decode, recursive, output, None, resume, shard, max_pixels, decode_timeout))

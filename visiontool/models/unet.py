@@ -9,6 +9,10 @@ the decoder's, so fine edges and wide context meet in one prediction:
                           decoder: up to s8 + skip -> ... -> up to s1 + skip
     OUTPUT (N, C, H, W) class logits at the input's resolution
 
+A digit's class is known only from the whole digit, so the deepest level also has dilated
+residual 3x3 convs (`dilations`, at stride 16 a dilation of 4 spans 144 px): each pixel sees far
+enough to tell a 3 from an 8 without more levels or wider maps.
+
 Cut down for a CPU: narrow encoder levels (`widths`), one 3x3 conv per decoder level, and the
 first level a single conv, since full-resolution maps cost the most per channel. Convolutions are
 plain 3x3 conv-BN-ReLU. Each decoder step upsamples to the exact size of its skip map, so any
@@ -25,29 +29,48 @@ ARCH = "unet"
 # Inputs are RGB scaled to [0, 1] and normalized with ImageNet's statistics.
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-WIDTHS = (16, 24, 48, 64, 96)  # channels at strides 1, 2, 4, 8, 16
+WIDTHS = (16, 24, 48, 96, 160)  # channels at strides 1, 2, 4, 8, 16 (wide deep levels cost little)
+DILATIONS = (2, 4)  # the context convs at stride 16
 
 
 def _cbr(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
+class _DilatedResidual(nn.Module):
+    def __init__(self, channels: int, dilation: int) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(channels, channels, 3, 1, dilation, dilation, bias=False), nn.BatchNorm2d(channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(x + self.conv(x))
+
+
 class UNet(nn.Module):
-    def __init__(self, num_classes: int = 21, widths: tuple[int, ...] | list[int] = WIDTHS, in_channels: int = 3) -> None:
+    def __init__(self, num_classes: int = 21, widths: tuple[int, ...] | list[int] = WIDTHS, in_channels: int = 3,
+                 dilations: tuple[int, ...] | list[int] = DILATIONS) -> None:
         super().__init__()
         widths = tuple(int(w) for w in widths)
         # encoder: level 0 at full resolution, each next level a stride-2 conv then a 3x3 conv
         self.down = nn.ModuleList([_cbr(in_channels, widths[0])])
         for cin, cout in zip(widths, widths[1:]):
             self.down.append(nn.Sequential(_cbr(cin, cout, stride=2), _cbr(cout, cout)))
+        self.context = nn.Sequential(*(_DilatedResidual(widths[-1], int(d)) for d in dilations))
         # decoder: from the deepest level up, one conv over [upsampled deeper map, skip map]
         self.up = nn.ModuleList(
             _cbr(deeper + skip, skip) for deeper, skip in zip(widths[:0:-1], widths[-2::-1])
         )
         self.head = nn.Conv2d(widths[0], num_classes, 1)
+        # Class scores also from the stride-4 decoder map, upsampled and added to the full-resolution
+        # head's (FCN's score fusion): which class a stroke belongs to is known in the deep, wide
+        # maps, and it reaches the output without squeezing through the narrow top levels.
+        self.coarse_level = min(2, len(widths) - 1)
+        self.coarse_head = nn.Conv2d(widths[self.coarse_level], num_classes, 1)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(self.coarse_head.weight)  # starts silent: the first scores are the head's prior
+        nn.init.zeros_(self.coarse_head.bias)
 
     @torch.no_grad()
     def set_class_prior(self, frequencies: Tensor) -> None:
@@ -60,9 +83,15 @@ class UNet(nn.Module):
         for level in self.down:
             x = level(x)
             skips.append(x)
-        x = skips.pop()
+        x = self.context(skips.pop())
+        coarse = None
         for conv in self.up:
             skip = skips.pop()
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = conv(torch.cat([x, skip], dim=1))
-        return self.head(x)
+            if len(skips) == self.coarse_level:
+                coarse = self.coarse_head(x)
+        out = self.head(x)
+        if coarse is None:  # fewer than three levels: the deepest map is the coarse one
+            return out
+        return out + F.interpolate(coarse, size=out.shape[-2:], mode="bilinear", align_corners=False)

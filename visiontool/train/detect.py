@@ -23,7 +23,7 @@ from visiontool.errors import DatasetError, UsageError
 from visiontool.preprocess import Preprocess
 from visiontool.train import detect_data, report
 from visiontool.train.coco_eval import STAT_NAMES
-from visiontool.train.job import TaskTraining, check_input_size, fine_tune_line, weights_to_start_from
+from visiontool.train.job import TaskTraining, check_input_size, checkpoint_arch, fine_tune_line, weights_to_start_from
 
 DEFAULT_MODEL = "griddet"
 VAL_CONF = 0.001  # mAP ranks every candidate: the score threshold is for users, not for COCOeval
@@ -64,7 +64,7 @@ class DetectTraining(TaskTraining):
 
         spec, fine_tune = weights_to_start_from(cfg.model)
         if spec is None:  # a checkpoint: train its architecture
-            spec = registry.get_spec(_checkpoint_arch(cfg.model))
+            spec = registry.get_spec(checkpoint_arch(cfg.model))
         if spec.task != "detect":
             raise UsageError(f"{spec.name} is a {spec.task} model; `train --task detect` needs a detector "
                              f"(e.g. {DEFAULT_MODEL}; `visiontool models --task detect`)")
@@ -182,16 +182,6 @@ class DetectTraining(TaskTraining):
 
 
 Training = DetectTraining
-
-
-def _checkpoint_arch(path: str) -> str:
-    from visiontool import checkpoint
-    from visiontool.models.loader import load_model
-
-    meta = checkpoint.read_meta(path) if Path(path).is_file() else None
-    if meta is None:
-        load_model(path)  # not a checkpoint: this raises what the file is and what to pass instead
-    return meta["arch"]
 
 
 class _GridDet:

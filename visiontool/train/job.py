@@ -127,6 +127,17 @@ def weights_to_start_from(model: str):
     return spec, spec.shipped_file is not None
 
 
+def checkpoint_arch(path: str) -> str:
+    """The architecture a checkpoint file records (the loader names what else the file is)."""
+    from visiontool import checkpoint
+    from visiontool.models.loader import load_model
+
+    meta = checkpoint.read_meta(path) if Path(path).is_file() else None
+    if meta is None:
+        load_model(path)  # not a checkpoint: this raises what the file is and what to pass instead
+    return meta["arch"]
+
+
 def fine_tune_line(model: str, outputs: int) -> str:
     """The line that opens a run fine-tuning `model` (a checkpoint or a shipped model, both
     checkpoint files) into a network with `outputs` classes."""

@@ -24,7 +24,8 @@ from visiontool.errors import DatasetError, UsageError
 from visiontool.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from visiontool.train import report, segment_data
 from visiontool.train.config import resolved_workers
-from visiontool.train.job import Normalize, TaskTraining, check_input_size
+from visiontool.train.job import (Normalize, TaskTraining, check_input_size, checkpoint_arch, fine_tune_line,
+                                  weights_to_start_from)
 from visiontool.train.metrics import PixelConfusion, segmentation_scores
 from visiontool.train.segment_data import IGNORE
 
@@ -67,16 +68,21 @@ class SegmentTraining(TaskTraining):
         self.labels = segment_data.settle_classes(ds, [self.train_set, self.val_set])
         self.val_source, self.n_train = ds.val_source, len(self.train_set.images)
 
-        spec = registry.get_spec(cfg.model)
+        spec, fine_tune = weights_to_start_from(cfg.model)
+        if spec is None:  # a checkpoint: train its architecture
+            spec = registry.get_spec(checkpoint_arch(cfg.model))
+        start = cfg.model if fine_tune else None
         if spec.task != "segment":
             raise UsageError(f"{spec.name} is a {spec.task} model; `train --task segment` needs a segmentation "
                              f"model (e.g. {DEFAULT_MODEL}; `visiontool models --task segment`)")
         torch.manual_seed(cfg.seed)  # weights init: identical on every rank and every rerun
         self.arch = spec.arch
         self.crop = cfg.image_size or DEFAULT_CROP.get(spec.arch, 320)
-        module, self.arch_kwargs, mean, std = _model(cfg, spec, len(self.labels))
+        module, self.arch_kwargs, mean, std = _model(cfg, spec, len(self.labels), start)
+        if start is not None:
+            say.line(fine_tune_line(start, len(self.labels)))
         self.preprocess = Preprocess(crop=self.crop, resize=self.crop, mean=mean, std=std, fit="none")
-        if hasattr(module, "set_class_prior") and not cfg.pretrained:
+        if hasattr(module, "set_class_prior") and not cfg.pretrained and start is None:
             counts = sum(np.bincount(m.ravel(), minlength=256)[: len(self.labels)] for m in self.train_set.masks)
             module.set_class_prior(torch.as_tensor(counts, dtype=torch.float32))
         self.module = module.to(device).to(memory_format=torch.channels_last)
@@ -150,20 +156,27 @@ class SegmentTraining(TaskTraining):
 Training = SegmentTraining
 
 
-def _model(cfg, spec, num_classes: int):
+def _model(cfg, spec, num_classes: int, start: str | None):
     """(module, arch_kwargs, mean, std): the project's UNet, or a torchvision model with its
-    classifier (and auxiliary classifier) sized for the classes, from scratch or --pretrained."""
+    classifier (and auxiliary classifier) sized for the classes, from scratch or --pretrained;
+    or the network of `start` (a checkpoint or a shipped model) to fine-tune, its head sized
+    for the classes where their number differs."""
     from visiontool.models import registry, unet
+    from visiontool.models.loader import load_model
 
+    if start is not None:
+        loaded = load_model(start, None, quiet=cfg.quiet, num_classes=num_classes)
+        pp = loaded.info.preprocess
+        return (getattr(loaded.module, "model", loaded.module), dict(loaded.info.extra.get("arch_kwargs") or {}),
+                pp.mean, pp.std)
     if spec.arch == unet.ARCH:
         if cfg.pretrained:
             raise UsageError(f"{spec.name} has no pretrained weights: drop --pretrained to train it from scratch")
-        kwargs = dict(spec.arch_kwargs)
+        # the checkpoint records the sizes, so a later change of the defaults cannot break it
+        kwargs = {"widths": list(unet.WIDTHS), "dilations": list(unet.DILATIONS), **spec.arch_kwargs}
         return registry.build(spec.arch, num_classes, **kwargs), kwargs, unet.MEAN, unet.STD
     kwargs = {"aux_loss": True} if "lraspp" not in spec.arch else {}
     if cfg.pretrained:
-        from visiontool.models.loader import load_model
-
         loaded = load_model(cfg.model, None, quiet=cfg.quiet, num_classes=num_classes)
         module = getattr(loaded.module, "model", loaded.module)  # the network, not its inference adapter
         kwargs = dict(loaded.info.extra.get("arch_kwargs") or {})
