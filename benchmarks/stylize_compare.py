@@ -21,8 +21,8 @@ Figures (one JSON object on stdout; progress on stderr):
 - compute: the network alone at 640x480, images/s. Peer: its TransformerNet as its eval runs
   it (torch.no_grad, batch 1), warm (after one image) and cold (the first image of a fresh
   process, which is what each of its eval processes computes); visiontool: the onnx backend on
-  batches of --batch-size preprocessed images, and the torch backend likewise. Goal: onnx >=
-  1.5x the peer's.
+  batches of 1 and of --batch-size preprocessed images, and the torch backend likewise; the
+  ratios use onnx's best batch. Goal: onnx >= 1.5x the peer's.
 - optimize: `visiontool stylize IMAGE --style STYLE --size 512 --loss-net random --steps N`
   seconds for one image (a photo of the folder, 512x683), at N and N/5 steps: their difference
   gives the seconds per step, the rest is start-up, loading and the style's Gram matrices. The
@@ -158,7 +158,17 @@ def peer_compute(pth: Path, images: int) -> dict:
             "cold_images_per_s": round(1 / min(cold), 3), "threads": torch.get_num_threads()}
 
 
-def our_compute(ckpt: Path, onnx_file: Path, paths: list[Path], batch_size: int) -> dict:
+def our_compute(ckpt: Path, onnx_file: Path, paths: list[Path], batch_sizes: list[int]) -> dict:
+    """Images/s of each backend alone, at each batch size (at 640x480 one image a batch can beat
+    four: the maps of four no longer fit the caches), and the best."""
+    out: dict = {}
+    for batch_size in batch_sizes:
+        for key, rate in _compute_at(ckpt, onnx_file, paths, batch_size).items():
+            out.setdefault(key, {})[f"batch_{batch_size}"] = rate
+    return {**out, **{f"{key}_best": max(rates.values()) for key, rates in out.items()}}
+
+
+def _compute_at(ckpt: Path, onnx_file: Path, paths: list[Path], batch_size: int) -> dict:
     from visiontool import pipeline
     from visiontool.backends.onnx_backend import OnnxBackend
     from visiontool.backends.torch_backend import TorchBackend
@@ -166,7 +176,7 @@ def our_compute(ckpt: Path, onnx_file: Path, paths: list[Path], batch_size: int)
     from visiontool.models.registry import STYLENET_PREPROCESS
 
     batches = [b.images for b in pipeline.batches([str(p) for p in paths], STYLENET_PREPROCESS, batch_size)]
-    out = {"batch_size": batch_size}
+    out = {}
     for name, backend in (("onnx", lambda: OnnxBackend(onnx_file, "cpu")),
                           ("torch", lambda: TorchBackend(load_model(str(ckpt)).module, "cpu"))):
         run = backend()
@@ -188,7 +198,7 @@ def main() -> int:
     ap.add_argument("--peer", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("/tmp/stylize_compare"))
     ap.add_argument("--peer-images", type=int, default=None, help="time the peer on the first N only")
-    ap.add_argument("--compute-images", type=int, default=8)
+    ap.add_argument("--compute-images", type=int, default=16)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--optimize-steps", type=int, default=100, help="stylize's default")
     ap.add_argument("--optimize-loss-net", default="random")
@@ -241,10 +251,10 @@ def main() -> int:
     report["whole"] = whole
 
     compute = {"peer": peer_compute(pth, args.compute_images),
-               "visiontool": our_compute(ckpt, onnx_file, paths[: args.compute_images], args.batch_size)}
-    peer_rate = compute["peer"]["warm_images_per_s"]
-    compute["onnx_vs_peer_warm"] = round(compute["visiontool"]["onnx_images_per_s"] / peer_rate, 2)
-    compute["onnx_vs_peer_cold"] = round(compute["visiontool"]["onnx_images_per_s"] / compute["peer"]["cold_images_per_s"], 2)
+               "visiontool": our_compute(ckpt, onnx_file, paths[: args.compute_images], sorted({1, args.batch_size}))}
+    peer_rate, ours = compute["peer"]["warm_images_per_s"], compute["visiontool"]["onnx_images_per_s_best"]
+    compute["onnx_vs_peer_warm"] = round(ours / peer_rate, 2)
+    compute["onnx_vs_peer_cold"] = round(ours / compute["peer"]["cold_images_per_s"], 2)
     report["compute"] = compute
 
     style = args.out / "style.png"
