@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 name=$1
 work=${2:-$(mktemp -d)}
 case "${RECIPE:-cpu}" in
-  cpu)  # about 20 minutes on a shared, busy 2-core CPU: small pictures, a narrow network
+  cpu)  # small pictures, a narrow network: 55 minutes on a 2-core CPU busy with five other jobs
     crops=240 size=96 width=16 epochs=2 batch=2 lr=0.003 warmup=0.2 ;;
   gpu)  # Johnson et al.'s scale: 256 px, the full-width network, 8 epochs of 4,000 crops
     crops=4000 size=256 width=32 epochs=8 batch=4 lr=0.001 warmup=0.2 ;;
