@@ -23,7 +23,7 @@ from visiontool.errors import DatasetError, UsageError
 from visiontool.preprocess import Preprocess
 from visiontool.train import detect_data, report
 from visiontool.train.coco_eval import STAT_NAMES
-from visiontool.train.job import TaskTraining, check_input_size, checkpoint_arch, fine_tune_line, weights_to_start_from
+from visiontool.train.job import TaskTraining, check_input_size, fine_tune_line, spec_and_start
 
 DEFAULT_MODEL = "griddet"
 VAL_CONF = 0.001  # mAP ranks every candidate: the score threshold is for users, not for COCOeval
@@ -50,7 +50,7 @@ class DetectTraining(TaskTraining):
     conf = float("nan")  # the last evaluation's best-F1 score threshold
 
     def __init__(self, cfg, dist, device, say) -> None:
-        from visiontool.models import griddet, registry
+        from visiontool.models import griddet
         from visiontool.train.box_augment import BoxAugment
 
         self.cfg, self.dist, self.device = cfg, dist, device
@@ -62,14 +62,11 @@ class DetectTraining(TaskTraining):
         if not data.val:
             raise DatasetError(f"no validation images in {cfg.data} ({data.val_source})")
 
-        spec, fine_tune = weights_to_start_from(cfg.model)
-        if spec is None:  # a checkpoint: train its architecture
-            spec = registry.get_spec(checkpoint_arch(cfg.model))
-        if spec.task != "detect":
+        spec, start = spec_and_start(cfg.model)
+        if spec.task != self.task:
             raise UsageError(f"{spec.name} is a {spec.task} model; `train --task detect` needs a detector "
                              f"(e.g. {DEFAULT_MODEL}; `visiontool models --task detect`)")
         torch.manual_seed(cfg.seed)
-        start = cfg.model if fine_tune else None
         self.kit = (_GridDet if spec.arch == griddet.ARCH else _Torchvision)(cfg, spec, self.labels, start)
         self.arch, self.arch_kwargs, self.preprocess = spec.arch, self.kit.arch_kwargs, self.kit.preprocess
         self.labels, size = self.kit.labels, self.kit.size

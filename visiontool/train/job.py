@@ -127,15 +127,20 @@ def weights_to_start_from(model: str):
     return spec, spec.shipped_file is not None
 
 
-def checkpoint_arch(path: str) -> str:
-    """The architecture a checkpoint file records (the loader names what else the file is)."""
+def spec_and_start(model: str):
+    """(the registry spec of `model`'s architecture, what training starts from: `model` for a
+    checkpoint file or a shipped model, fine-tuned; None for an architecture, which starts new)."""
     from visiontool import checkpoint
+    from visiontool.models import registry
     from visiontool.models.loader import load_model
 
-    meta = checkpoint.read_meta(path) if Path(path).is_file() else None
-    if meta is None:
-        load_model(path)  # not a checkpoint: this raises what the file is and what to pass instead
-    return meta["arch"]
+    spec, fine_tune = weights_to_start_from(model)
+    if spec is None:  # a checkpoint: its architecture
+        meta = checkpoint.read_meta(model) if Path(model).is_file() else None
+        if meta is None:
+            load_model(model)  # not a checkpoint: this raises what the file is and what to pass instead
+        spec = registry.get_spec(meta["arch"])
+    return spec, model if fine_tune else None
 
 
 def fine_tune_line(model: str, outputs: int) -> str:

@@ -24,8 +24,7 @@ from visiontool.errors import DatasetError, UsageError
 from visiontool.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from visiontool.train import report, segment_data
 from visiontool.train.config import resolved_workers
-from visiontool.train.job import (Normalize, TaskTraining, check_input_size, checkpoint_arch, fine_tune_line,
-                                  weights_to_start_from)
+from visiontool.train.job import Normalize, TaskTraining, check_input_size, fine_tune_line, spec_and_start
 from visiontool.train.metrics import PixelConfusion, segmentation_scores
 from visiontool.train.segment_data import IGNORE
 
@@ -49,8 +48,6 @@ class SegmentTraining(TaskTraining):
     default_batch_size = 16
 
     def __init__(self, cfg, dist, device, say) -> None:
-        from visiontool.models import registry
-
         self.cfg, self.dist, self.device = cfg, dist, device
         workers = resolved_workers(cfg.workers, dist.local_world)
         ds = segment_data.scan_segmentation(cfg.data, cfg.val_fraction, cfg.seed)
@@ -68,11 +65,8 @@ class SegmentTraining(TaskTraining):
         self.labels = segment_data.settle_classes(ds, [self.train_set, self.val_set])
         self.val_source, self.n_train = ds.val_source, len(self.train_set.images)
 
-        spec, fine_tune = weights_to_start_from(cfg.model)
-        if spec is None:  # a checkpoint: train its architecture
-            spec = registry.get_spec(checkpoint_arch(cfg.model))
-        start = cfg.model if fine_tune else None
-        if spec.task != "segment":
+        spec, start = spec_and_start(cfg.model)
+        if spec.task != self.task:
             raise UsageError(f"{spec.name} is a {spec.task} model; `train --task segment` needs a segmentation "
                              f"model (e.g. {DEFAULT_MODEL}; `visiontool models --task segment`)")
         torch.manual_seed(cfg.seed)  # weights init: identical on every rank and every rerun
