@@ -215,7 +215,10 @@ def random_crop(image: np.ndarray, mask: np.ndarray, params, size: int) -> tuple
         import cv2
 
         img = cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR)
-        lab = cv2.resize(lab, (size, size), interpolation=cv2.INTER_NEAREST)
+        # INTER_NEAREST_EXACT samples at pixel centres, as INTER_LINEAR does; INTER_NEAREST
+        # floors, which moves the mask up to half a pixel right and down of its image, and a
+        # model trained on that draws every edge shifted at full scale.
+        lab = cv2.resize(lab, (size, size), interpolation=cv2.INTER_NEAREST_EXACT)
     if flip:
         img, lab = img[:, ::-1], lab[:, ::-1]
     return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float(), torch.from_numpy(np.ascontiguousarray(lab))
