@@ -4,7 +4,8 @@
 
 DATA holds `mnist/` (a class-folder dataset: scripts/make_mnist_folder.py) and `scenes/` (a YOLO
 dataset: scripts/digit_scenes.py --format yolo). Each step runs the CLI as a user would:
-classify and detect on cuda against the CPU's rows, training with mixed precision (fp16 on
+classify, detect and segment on cuda against the CPU's rows (segment: the share of
+mask pixels that agree), stylize on cuda, training with mixed precision (fp16 on
 CUDA), export with its verification on the CUDA execution provider where onnxruntime has it,
 and the ONNX model run on cuda. Every step records its exit code, seconds and the figures that
 say whether the path works.
@@ -59,6 +60,17 @@ def compare_detect(cuda: list[dict], cpu: list[dict]) -> dict:
     return {"images": len(cpu), "detections_cuda": n_cuda, "detections_cpu": n_cpu, "max_box_diff_px": round(box_diff, 3)}
 
 
+def compare_masks(cuda: list[dict], cpu: list[dict]) -> dict:
+    import numpy as np
+    from PIL import Image
+
+    same = total = 0
+    for a, b in zip(cuda, cpu):
+        ma, mb = np.asarray(Image.open(a["mask"])), np.asarray(Image.open(b["mask"]))
+        same, total = same + int((ma == mb).sum()), total + ma.size
+    return {"images": len(cpu), "mask_pixels_equal": round(same / max(total, 1), 5)}
+
+
 def main() -> None:
     data, out = Path(sys.argv[1]), Path(sys.argv[2])
     out.mkdir(parents=True, exist_ok=True)
@@ -78,6 +90,13 @@ def main() -> None:
         report["classify_cuda"].update(compare_classify(rows(out / "classify-cuda.jsonl"), rows(out / "classify-cpu.jsonl")))
     if report["detect_cuda"]["rc"] == report["detect_cpu"]["rc"] == 0:
         report["detect_cuda"].update(compare_detect(rows(out / "detect-cuda.jsonl"), rows(out / "detect-cpu.jsonl")))
+    for device in ("cuda", "cpu"):
+        step(report, f"segment_{device}", "segment", "samples/scenes", "--model", "unet-digits", "--device", device,
+             "-q", "--save-dir", str(out / f"segment-{device}"), "--output", str(out / f"segment-{device}.jsonl"))
+    if report["segment_cuda"]["rc"] == report["segment_cpu"]["rc"] == 0:
+        report["segment_cuda"].update(compare_masks(rows(out / "segment-cuda.jsonl"), rows(out / "segment-cpu.jsonl")))
+    step(report, "stylize_cuda", "stylize", "samples/scenes", "--model", "glass", "--device", "cuda", "-q",
+         "--save-dir", str(out / "stylize-cuda"), "--output", str(out / "stylize-cuda.jsonl"))
 
     runs = out / "runs"
     rc, _ = step(report, "train_classify_amp", "train", str(data / "mnist"), "--model", "lenet5", "--epochs", "3",
