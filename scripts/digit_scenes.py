@@ -21,6 +21,11 @@ letters and signs and simple shapes (stars, triangles, squares, crosses), drawn 
 digits but left as background in masks and labels, away from every digit's box. Held-out
 scenes never get them, so they are the same with or without the option.
 
+--soft S draws a share S of the digits, in every split, with the soft edges that scaling
+MNIST's anti-aliased strokes up leaves (by default every digit's edges are steepened around
+alpha 0.5, which keeps its ink, and so its mask, the same): scenes look like those of a plain
+"resize and alpha-blend" maker. Masks do not change, and neither does anything else in a scene.
+
 Held-out split: its digits are the `heldout` digits of scripts/make_mnist_folder.py (the same
 seeded split the shipped classifier is scored on), and its backgrounds are whole images that
 train and val never use (HELDOUT_BACKGROUNDS below). train and val share one pool: the other
@@ -201,9 +206,10 @@ def _background(rng: np.random.Generator, pools: Pools, width: int, height: int)
 
 
 def _digit_alpha(
-    rng: np.random.Generator, digit: np.ndarray, height: int
+    rng: np.random.Generator, digit: np.ndarray, height: int, soft: bool = False
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """A digit scaled so its ink box is about `height` px tall: (alpha 0..1, ink box r0, c0, r1, c1 in it)."""
+    """A digit scaled so its ink box is about `height` px tall: (alpha 0..1, ink box r0, c0, r1, c1 in it).
+    soft: keep the edges as scaling leaves them (a plain resize of MNIST's anti-aliased strokes)."""
     patch = Image.fromarray(digit.astype(np.float32) / 255)
     if rng.random() < 0.5:
         patch = patch.rotate(rng.uniform(-12, 12), Image.Resampling.BILINEAR, expand=True)
@@ -220,7 +226,7 @@ def _digit_alpha(
     alpha = np.asarray(scaled)
     # upscaled strokes come out soft: steepen the edges around alpha 0.5 (which keeps the ink the same)
     steep = min(1 + (scale_y - 1) * rng.uniform(0.3, 0.8), 4)
-    alpha = np.clip((alpha - 0.5) * steep + 0.5, 0, 1)
+    alpha = np.clip((alpha - 0.5) * (1.0 if soft else steep) + 0.5, 0, 1)
     ink = alpha >= 0.5
     rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
     if len(rows) == 0:
@@ -292,9 +298,16 @@ def _draw_distractor(rng: np.random.Generator, width: int, height: int) -> np.nd
     return alpha
 
 
-def make_scene(rng: np.random.Generator, pools: Pools, width: int, height: int, distractors: int = 0) -> Scene:
+def make_scene(rng: np.random.Generator, pools: Pools, width: int, height: int, distractors: int = 0,
+               soft: float = 0.0) -> Scene:
     """One scene of width x height px drawn from `pools` with `rng`, with up to `distractors`
-    marks that are not digits (background in the mask, never touching a digit's box)."""
+    marks that are not digits (background in the mask, never touching a digit's box), and about
+    a `soft` share of the digits with soft edges."""
+    # the marks' and the soft edges' own generators, spawned without drawing from rng: the rest of
+    # the scene is the same with or without them
+    seq = rng.bit_generator.seed_seq
+    marks_seq, soft_seq = seq.spawn(2) if soft else (seq.spawn(1)[0] if distractors else None, None)
+    soft_rng = np.random.default_rng(soft_seq) if soft else None
     image = _background(rng, pools, width, height)
     mask = np.zeros((height, width), np.uint8)
     boxes: list[tuple[int, int, int, int]] = []
@@ -305,7 +318,7 @@ def make_scene(rng: np.random.Generator, pools: Pools, width: int, height: int, 
     for _ in range(count):
         i = rng.integers(len(pools.digits))
         target = round(float(np.exp(rng.uniform(np.log(MIN_HEIGHT), np.log(tallest)))))
-        alpha, (r0, c0, r1, c1) = _digit_alpha(rng, pools.digits[i], target)
+        alpha, (r0, c0, r1, c1) = _digit_alpha(rng, pools.digits[i], target, bool(soft_rng and soft_rng.random() < soft))
         bh, bw = r1 - r0, c1 - c0
         if not MIN_HEIGHT <= bh <= MAX_HEIGHT or bw > width or bh > height:
             continue
@@ -331,9 +344,7 @@ def make_scene(rng: np.random.Generator, pools: Pools, width: int, height: int, 
         mask[y : y + bh, x : x + bw][ink] = 1 + pools.labels[i]
         boxes.append((x, y, x + bw, y + bh))
         labels.append(int(pools.labels[i]))
-    # the marks' own generator, spawned without drawing from rng: the rest of the scene (noise,
-    # blur) is the same with or without them
-    marks_rng = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0]) if distractors else None
+    marks_rng = np.random.default_rng(marks_seq) if distractors else None
     for _ in range(int(marks_rng.integers(0, distractors + 1)) if distractors else 0):
         alpha = _draw_distractor(marks_rng, width, height)
         for bx0, by0, bx1, by1 in boxes:  # keep MARGIN px clear of every digit's box
@@ -385,12 +396,14 @@ def write_dataset(
     formats: tuple[str, ...] = ("yolo", "coco"),
     masks: bool = False,
     distractors: int = 0,
+    soft: float = 0.0,
 ) -> None:
     """Write counts[split] scenes for each split in `counts` ("train", "val", "heldout") under `out`.
 
     size: side of square scenes, or None for random sizes (160..640 px a side).
     distractors: up to this many non-digit marks per scene in train and val; heldout has none,
     so its scenes are the same with or without them.
+    soft: the share of digits drawn with soft edges, in every split.
     """
     out = Path(out)
     unknown = set(formats) - {"yolo", "coco", "seg"}
@@ -417,7 +430,7 @@ def write_dataset(
         for i in range(counts[split]):
             rng = np.random.default_rng([seed, SPLIT_IDS[split], i])
             width, height = (size, size) if size else (int(v) for v in rng.integers(MIN_SIDE, MAX_SIDE + 1, 2))
-            scene = make_scene(rng, pools, width, height, distractors if split != "heldout" else 0)
+            scene = make_scene(rng, pools, width, height, distractors if split != "heldout" else 0, soft)
             stem = f"{i:06d}"
             _save_jpeg(scene.image, images_dir / f"{stem}.jpg", int(rng.integers(60, 96)))
             if "yolo" in formats:
@@ -486,6 +499,8 @@ def main() -> None:
     parser.add_argument("--samples", action="store_true", help="write the six sample scenes to OUT instead")
     parser.add_argument("--distractors", type=int, default=0,
                         help="up to N typeset letters, signs and simple shapes per train and val scene (not digits; default 0)")
+    parser.add_argument("--soft", type=float, default=0.0,
+                        help="share of digits drawn with soft edges, as a plain resize leaves them, in every split (default 0)")
     args = parser.parse_args()
     if args.samples:
         write_samples(args.out, args.seed)
@@ -495,7 +510,7 @@ def main() -> None:
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     counts = {"train": args.train, "val": args.val, "heldout": args.heldout}
     try:
-        write_dataset(args.out, counts, args.size, args.seed, formats, args.masks, args.distractors)
+        write_dataset(args.out, counts, args.size, args.seed, formats, args.masks, args.distractors, args.soft)
     except ValueError as e:
         parser.error(str(e))
 

@@ -167,3 +167,23 @@ def test_distractors_are_background_away_from_the_digits_and_only_outside_heldou
     for split, same in (("heldout", True), ("train", False)):
         pair = [(tmp_path / d / split / "images" / "000000.jpg").read_bytes() for d in ("with", "without")]
         assert (pair[0] == pair[1]) is same, split
+
+
+def test_soft_digits_keep_their_masks_and_soften_only_their_edges(ds):
+    pools = ds.load_pools("heldout")
+    softened = 0
+    for seed in range(4):
+        crisp = ds.make_scene(np.random.default_rng(seed), pools, 320, 240)
+        soft = ds.make_scene(np.random.default_rng(seed), pools, 320, 240, soft=1.0)
+        np.testing.assert_array_equal(crisp.mask, soft.mask)  # the ink, and so the labels, stay
+        np.testing.assert_array_equal(crisp.boxes, soft.boxes)
+        diff = np.abs(soft.image.astype(int) - crisp.image.astype(int)).max(2)
+        ink = crisp.mask > 0
+        # the change sits on the digits' edges (an upscaled stroke's soft tail reaches a few px
+        # past its ink box): background far from every digit is untouched
+        near = np.zeros_like(ink)
+        for x0, y0, x1, y1 in crisp.boxes.astype(int).tolist():
+            near[max(0, y0 - 8) : y1 + 8, max(0, x0 - 8) : x1 + 8] = True
+        assert diff[~near].max() <= 2  # JPEG-free scenes: only rounding elsewhere
+        softened += (diff[near & ~ink] > 10).sum()
+    assert softened > 200

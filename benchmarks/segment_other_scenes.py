@@ -1,0 +1,112 @@
+"""A digit segmenter on digit scenes made another way: how much of its score is owed to the
+particulars of scripts/digit_scenes.py.
+
+    python benchmarks/segment_other_scenes.py [--model unet-digits] [--scenes 150] [--seed 123]
+
+The scenes here follow the shipped model's description (MNIST digits on photos, each pixel
+labelled with its digit where the digit's ink has alpha >= 0.5) but are drawn by this short,
+separate maker: the held-out digits and held-out backgrounds of digit_scenes (so training never
+saw either), the whole 28x28 MNIST frame resized with OpenCV's bilinear filter (ink 20-80 px
+tall), no edge steepening, no rotation, stretching, noise or blur, near-black or near-white ink
+against the mean of the patch under it, JPEG quality 90. Two ways to put a digit down:
+
+  alpha  blended by its alpha: soft edges, as a plain resize of MNIST's strokes leaves them
+  hard   its ink pixels painted over: aliased edges
+
+Prints one JSON object: mIoU, pixel accuracy and per-class IoU per way, from `visiontool val
+MODEL DIR --json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+WAYS = ("alpha", "hard")
+
+
+def _digit_scenes():
+    spec = importlib.util.spec_from_file_location("digit_scenes", ROOT / "scripts" / "digit_scenes.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_scenes(out: Path, way: str, count: int, seed: int) -> None:
+    import cv2
+    from PIL import Image
+
+    pools = _digit_scenes().load_pools("heldout")
+    (out / "images").mkdir(parents=True)
+    (out / "masks").mkdir()
+    rng = np.random.default_rng(seed)
+    for k in range(count):
+        width, height = int(rng.integers(200, 641)), int(rng.integers(200, 481))
+        source = pools.backgrounds[rng.integers(len(pools.backgrounds))]
+        zoom = min(source.size[0] / width, source.size[1] / height, rng.uniform(0.6, 1.5))
+        x0 = rng.uniform(0, max(source.size[0] - width * zoom, 0))
+        y0 = rng.uniform(0, max(source.size[1] - height * zoom, 0))
+        box = (x0, y0, x0 + width * zoom, y0 + height * zoom)
+        image = np.asarray(source.resize((width, height), Image.Resampling.BILINEAR, box=box), np.float32).copy()
+        mask = np.zeros((height, width), np.uint8)
+        taken: list[tuple[int, int, int, int]] = []
+        for _ in range(int(rng.integers(2, 7))):
+            i = rng.integers(len(pools.digits))
+            side = int(rng.integers(20, 81) / 0.72)  # MNIST's ink fills about 72% of its frame's height
+            if side >= min(width, height):
+                continue
+            for _try in range(20):
+                x, y = int(rng.integers(0, width - side)), int(rng.integers(0, height - side))
+                if all(x + side <= tx or tx + ts <= x or y + side <= ty or ty + ts <= y for tx, ty, ts, _ in taken):
+                    break
+            else:
+                continue
+            taken.append((x, y, side, side))
+            alpha = cv2.resize(pools.digits[i].astype(np.float32) / 255, (side, side), interpolation=cv2.INTER_LINEAR)
+            region = image[y : y + side, x : x + side]
+            level = rng.uniform(0, 40) if region.mean() > 127 else rng.uniform(215, 255)
+            colour = np.clip(level + rng.uniform(-30, 30, 3) * (rng.random() < 0.5), 0, 255)
+            ink = alpha >= 0.5
+            if way == "hard":
+                region[ink] = colour
+            else:
+                region[:] = region * (1 - alpha[..., None]) + colour * alpha[..., None]
+            mask[y : y + side, x : x + side][ink] = 1 + pools.labels[i]
+        rgb = np.clip(image, 0, 255).astype(np.uint8)
+        cv2.imwrite(str(out / "images" / f"{k:04d}.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        Image.fromarray(mask).save(out / "masks" / f"{k:04d}.png")
+    (out / "classes.txt").write_text("\n".join(["background", *map(str, range(10))]) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="unet-digits")
+    ap.add_argument("--scenes", type=int, default=150, help="scenes per way")
+    ap.add_argument("--seed", type=int, default=123)
+    a = ap.parse_args()
+    report: dict = {"benchmark": "segment_other_scenes", "model": a.model, "scenes": a.scenes, "seed": a.seed}
+    with tempfile.TemporaryDirectory() as tmp:
+        for way in WAYS:
+            folder = Path(tmp) / way
+            write_scenes(folder, way, a.scenes, a.seed)
+            done = subprocess.run([sys.executable, "-m", "visiontool", "val", a.model, str(folder), "--json", "-q"],
+                                  capture_output=True, text=True)
+            if done.returncode != 0:
+                report[way] = {"returncode": done.returncode, "stderr": done.stderr[-1000:]}
+                continue
+            result = json.loads(done.stdout)
+            report[way] = {"miou": round(result["miou"], 4), "pixel_accuracy": round(result["pixel_accuracy"], 5),
+                           "iou": {c["label"]: round(c["iou"], 3) for c in result["per_class"]}}
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
