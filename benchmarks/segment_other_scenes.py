@@ -20,7 +20,6 @@ MODEL DIR --json`.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import subprocess
 import sys
@@ -28,23 +27,16 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from detect_folder import digit_scenes
 
-ROOT = Path(__file__).resolve().parent.parent
 WAYS = ("alpha", "hard")
-
-
-def _digit_scenes():
-    spec = importlib.util.spec_from_file_location("digit_scenes", ROOT / "scripts" / "digit_scenes.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def write_scenes(out: Path, way: str, count: int, seed: int) -> None:
     import cv2
     from PIL import Image
 
-    pools = _digit_scenes().load_pools("heldout")
+    pools = digit_scenes().load_pools("heldout")
     (out / "images").mkdir(parents=True)
     (out / "masks").mkdir()
     rng = np.random.default_rng(seed)

@@ -348,3 +348,13 @@ def test_val_scores_the_pairs_a_run_held_out_and_refuses_to_guess_otherwise(tmp_
     assert report["miou"] == pytest.approx(float(_rows(out)[0]["val_miou"]), abs=1e-6)
     other = CliRunner().invoke(app, ["val", "unet", str(data), "--weights", "none", "-q"])
     assert other.exit_code == 2 and "no val/ folder in" in other.output
+
+
+def test_a_model_of_another_task_is_refused_with_both_ways_out(tmp_path):
+    root = make_segmentation(tmp_path / "p", train=3, val=2)
+    result = CliRunner().invoke(app, ["train", "--task", "segment", str(root), "--model", "lenet5", "--epochs", "1",
+                                      "-o", str(tmp_path / "run"), "-q"])
+    assert result.exit_code == 2
+    assert ("lenet5 is a classify model: train it with --task classify, or give `train --task segment` a segment "
+            "model (e.g. unet;") in result.stderr
+    assert not (tmp_path / "run").exists()

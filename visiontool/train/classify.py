@@ -21,7 +21,8 @@ from visiontool.train import data as folder_data
 from visiontool.train import distributed, report
 from visiontool.train.augment import Augmenter, sample_params
 from visiontool.train.config import resolved_workers
-from visiontool.train.job import Normalize, TaskTraining, check_input_size, fine_tune_line, weights_to_start_from
+from visiontool.train.job import (Normalize, TaskTraining, check_input_size, fine_tune_line, require_task,
+                                  weights_to_start_from)
 from visiontool.train.metrics import Accumulator, Summary
 
 
@@ -162,12 +163,10 @@ def make_model(cfg, num_classes: int) -> tuple[nn.Module, str, dict, Preprocess,
         # unless the weights have as many classes already.
         loaded = load_model(cfg.model, None, quiet=cfg.quiet, num_classes=num_classes)
         info = loaded.info
-        if info.task != registry.TASK_CLASSIFY:
-            raise UsageError(f"{cfg.model} is a {info.task} model; train it with --task {info.task}")
+        require_task(cfg.model, info.task, registry.TASK_CLASSIFY)
         start = fine_tune_line(cfg.model, num_classes) if fine_tune else ""
         return loaded.module, info.arch, dict(info.extra.get("arch_kwargs") or {}), info.preprocess, start
-    if spec.task != registry.TASK_CLASSIFY:
-        raise UsageError(f"{spec.name} is a {spec.task} model; train it with --task {spec.task}")
+    require_task(spec.name, spec.task, registry.TASK_CLASSIFY)
     module = registry.build(spec.arch, num_classes, **spec.arch_kwargs)
     return module, spec.arch, dict(spec.arch_kwargs), spec.preprocess, ""
 

@@ -62,10 +62,7 @@ class DetectTraining(TaskTraining):
         if not data.val:
             raise DatasetError(f"no validation images in {cfg.data} ({data.val_source})")
 
-        spec, start = spec_and_start(cfg.model)
-        if spec.task != self.task:
-            raise UsageError(f"{spec.name} is a {spec.task} model; `train --task detect` needs a detector "
-                             f"(e.g. {DEFAULT_MODEL}; `visiontool models --task detect`)")
+        spec, start = spec_and_start(cfg.model, self.task, DEFAULT_MODEL)
         torch.manual_seed(cfg.seed)
         self.kit = (_GridDet if spec.arch == griddet.ARCH else _Torchvision)(cfg, spec, self.labels, start)
         self.arch, self.arch_kwargs, self.preprocess = spec.arch, self.kit.arch_kwargs, self.kit.preprocess

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from visiontool.errors import UsageError
 from visiontool.preprocess import Preprocess
 
 
@@ -23,8 +24,6 @@ MODULES = {"classify": "visiontool.train.classify", "detect": "visiontool.train.
 
 
 def training_for(task: str) -> type["TaskTraining"]:
-    from visiontool.errors import UsageError
-
     if task not in MODULES:
         raise UsageError(f"--task {task}: unknown (known: {', '.join(MODULES)})")
     return importlib.import_module(MODULES[task]).Training
@@ -127,9 +126,18 @@ def weights_to_start_from(model: str):
     return spec, spec.shipped_file is not None
 
 
-def spec_and_start(model: str):
+def require_task(name: str, its_task: str, task: str, example: str = "") -> None:
+    """Refuse a model of another task than the one `train --task` trains, naming both ways out."""
+    if its_task != task:
+        e_g = f"e.g. {example}; " if example else ""
+        raise UsageError(f"{name} is a {its_task} model: train it with --task {its_task}, or give `train --task "
+                         f"{task}` a {task} model ({e_g}`visiontool models --task {task}`)")
+
+
+def spec_and_start(model: str, task: str, example: str = ""):
     """(the registry spec of `model`'s architecture, what training starts from: `model` for a
-    checkpoint file or a shipped model, fine-tuned; None for an architecture, which starts new)."""
+    checkpoint file or a shipped model, fine-tuned; None for an architecture, which starts new).
+    A model of another task than `task` is refused."""
     from visiontool import checkpoint
     from visiontool.models import registry
     from visiontool.models.loader import load_model
@@ -140,6 +148,7 @@ def spec_and_start(model: str):
         if meta is None:
             load_model(model)  # not a checkpoint: this raises what the file is and what to pass instead
         spec = registry.get_spec(meta["arch"])
+    require_task(spec.name, spec.task, task, example)
     return spec, model if fine_tune else None
 
 

@@ -65,10 +65,7 @@ class SegmentTraining(TaskTraining):
         self.labels = segment_data.settle_classes(ds, [self.train_set, self.val_set])
         self.val_source, self.n_train = ds.val_source, len(self.train_set.images)
 
-        spec, start = spec_and_start(cfg.model)
-        if spec.task != self.task:
-            raise UsageError(f"{spec.name} is a {spec.task} model; `train --task segment` needs a segmentation "
-                             f"model (e.g. {DEFAULT_MODEL}; `visiontool models --task segment`)")
+        spec, start = spec_and_start(cfg.model, self.task, DEFAULT_MODEL)
         torch.manual_seed(cfg.seed)  # weights init: identical on every rank and every rerun
         self.arch = spec.arch
         self.crop = cfg.image_size or DEFAULT_CROP.get(spec.arch, 320)
