@@ -25,6 +25,8 @@ scenes never get them, so they are the same with or without the option.
 MNIST's anti-aliased strokes up leaves (by default every digit's edges are steepened around
 alpha 0.5, which keeps its ink, and so its mask, the same): scenes look like those of a plain
 "resize and alpha-blend" maker. Masks do not change, and neither does anything else in a scene.
+With --distractors, the same share of the marks gets edges as soft, so that softness alone never
+tells a digit from a mark.
 
 Held-out split: its digits are the `heldout` digits of scripts/make_mnist_folder.py (the same
 seeded split the shipped classifier is scored on), and its backgrounds are whole images that
@@ -271,8 +273,9 @@ def _shape(side: int, kind: str, rng: np.random.Generator) -> list[tuple[float, 
     return [(c + q * np.cos(t), c - q * np.sin(t)) for q, t in zip(radii, angles)]
 
 
-def _draw_distractor(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    """The alpha (0..1, height x width) of one glyph or shape, 20..80 px, turned a little, anywhere."""
+def _draw_distractor(rng: np.random.Generator, width: int, height: int, blur: float = 0.0) -> np.ndarray:
+    """The alpha (0..1, height x width) of one glyph or shape, 20..80 px, turned a little, anywhere.
+    blur > 0 softens its edges as much as a soft digit's of its size (blur x its scale from MNIST's 20 px of ink)."""
     from PIL import ImageDraw, ImageFont
 
     side = int(rng.integers(MIN_HEIGHT, MAX_HEIGHT + 1))
@@ -287,6 +290,8 @@ def _draw_distractor(rng: np.random.Generator, width: int, height: int) -> np.nd
             draw.polygon(outline, fill=255)
         else:
             draw.polygon(outline, outline=255, width=int(rng.integers(2, max(3, side // 10) + 1)))
+    if blur:
+        canvas = canvas.filter(ImageFilter.GaussianBlur(blur * side / 20))
     canvas = canvas.rotate(float(rng.uniform(-30, 30)), Image.Resampling.BILINEAR)
     alpha = np.zeros((height, width), np.float32)
     x, y = int(rng.integers(-side // 2, width - side)), int(rng.integers(-side // 2, height - side))
@@ -346,7 +351,9 @@ def make_scene(rng: np.random.Generator, pools: Pools, width: int, height: int, 
         labels.append(int(pools.labels[i]))
     marks_rng = np.random.default_rng(marks_seq) if distractors else None
     for _ in range(int(marks_rng.integers(0, distractors + 1)) if distractors else 0):
-        alpha = _draw_distractor(marks_rng, width, height)
+        # soft marks as often as soft digits: softness alone must not say "digit"
+        blur = soft_rng.uniform(0.4, 0.7) if soft_rng and soft_rng.random() < soft else 0.0
+        alpha = _draw_distractor(marks_rng, width, height, blur)
         for bx0, by0, bx1, by1 in boxes:  # keep MARGIN px clear of every digit's box
             alpha[max(0, by0 - MARGIN) : by1 + MARGIN, max(0, bx0 - MARGIN) : bx1 + MARGIN] = 0
         ink = alpha >= 0.5

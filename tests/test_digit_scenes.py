@@ -187,3 +187,18 @@ def test_soft_digits_keep_their_masks_and_soften_only_their_edges(ds):
         assert diff[~near].max() <= 2  # JPEG-free scenes: only rounding elsewhere
         softened += (diff[near & ~ink] > 10).sum()
     assert softened > 200
+
+
+def test_soft_marks_get_soft_edges_like_soft_digits(ds):
+    # a model must not learn "soft edges = digit": with --soft, marks are softened as often as digits
+    for seed in range(3):
+        crisp = ds._draw_distractor(np.random.default_rng(seed), 200, 200)
+        soft = ds._draw_distractor(np.random.default_rng(seed), 200, 200, blur=0.6)
+        partial = [((a > 0.05) & (a < 0.95)).sum() for a in (crisp, soft)]
+        assert partial[1] > 1.8 * partial[0]
+        ink = [(a >= 0.5).sum() for a in (crisp, soft)]
+        assert abs(ink[1] - ink[0]) < 0.35 * ink[0]  # the same mark, not a smear
+    pools = ds.load_pools("train")
+    plain = ds.make_scene(np.random.default_rng(5), pools, 320, 240, distractors=6)
+    soft = ds.make_scene(np.random.default_rng(5), pools, 320, 240, distractors=6, soft=1.0)
+    np.testing.assert_array_equal(plain.mask, soft.mask)
