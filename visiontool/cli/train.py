@@ -58,7 +58,7 @@ def train(
     crop_scale: Annotated[float, typer.Option(metavar="SHARE", help="Smallest share of an image a random crop keeps (light, randaugment, trivialaugment); 1 keeps it whole.")] = _D.crop_scale,
     flip: Annotated[bool, typer.Option("--flip/--no-flip", help="Random horizontal flips while augmenting (--no-flip for digits, text, ...).")] = _D.flip,
     amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision (default: on for CUDA with fp16, off on the CPU where --amp means bf16).", show_default=False)] = None,
-    patience: Annotated[int, typer.Option(min=0, metavar="EPOCHS", help="Stop after this many epochs without a better val top-1 (0: never).")] = _D.patience,
+    patience: Annotated[int, typer.Option(min=0, metavar="EPOCHS", help="Stop after this many epochs without a better best-epoch score: val top-1 (classify), mAP (detect), mIoU (segment), loss (stylize); 0: never.")] = _D.patience,
     seed: Annotated[int, typer.Option(metavar="N", help="Seed for weights, split, order and augmentation: same seed, same run.")] = _D.seed,
     val_fraction: Annotated[float, typer.Option(metavar="SHARE", help="Share of each class held out when DATA has no val/ folder.")] = _D.val_fraction,
     style_image: opt.StyleImage = None,
@@ -87,6 +87,9 @@ def train(
             recorded.pop("offline", None)  # how weights are fetched, not what the run is
             _print_run_dir(engine.resume(resume, recorded, command=command))
             return
+        from visiontool.train.job import refuse_unread_options
+
+        refuse_unread_options(task or _D.task, given)
         cfg = TrainConfig(
             task=task or _D.task, data=str(data) if data is not None else "", model=model or "", pretrained=pretrained,
             epochs=epochs, batch_size=batch_size, image_size=image_size,

@@ -29,6 +29,20 @@ def training_for(task: str) -> type["TaskTraining"]:
     return importlib.import_module(MODULES[task]).Training
 
 
+# TrainConfig fields that only some tasks read; each TaskTraining names those it does in `reads`
+TASK_OPTIONS = ("augment", "crop_scale", "label_smoothing", "style_image", "content_weight", "style_weight",
+                "tv_weight", "loss_net", "width")
+
+
+def refuse_unread_options(task: str, given: list[str]) -> None:
+    """An option typed for a task that never reads it is an error, not a silent no-op."""
+    for name in TASK_OPTIONS:
+        if name in given and name not in training_for(task).reads:
+            readers = [t for t in MODULES if name in training_for(t).reads]
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} does not apply to --task {task}: only --task {' and '.join(readers)} reads it")
+
+
 class TaskTraining:
     task = ""  # the checkpoint's task
     columns: tuple[str, ...] = ()  # results.csv columns between epoch and lr
@@ -38,6 +52,7 @@ class TaskTraining:
     grad_clip: float | None = None  # clip the gradient norm to this (None: no clipping)
     default_batch_size = 64  # --batch-size when none is given
     option_defaults: dict = {}  # TrainConfig fields left None -> this task's value for them
+    reads: frozenset[str] = frozenset()  # the TASK_OPTIONS this task reads
     use_as = "--model"  # how the task's command takes a checkpoint (for the run's last line)
 
     # Filled in by __init__(cfg, dist, device, say): data decoded, model built.

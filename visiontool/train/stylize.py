@@ -36,6 +36,7 @@ class StylizeTraining(TaskTraining):
     task = "stylize"
     columns = ("train_content", "train_style", "train_loss", "val_content", "val_style", "val_loss")
     best_metric = "val_loss"
+    reads = frozenset({"style_image", "content_weight", "style_weight", "tv_weight", "loss_net", "width"})
     train_sums = 3  # content, style, weighted total (sums over images)
     default_model = DEFAULT_MODEL
     # Johnson et al. trained with batch 4 and Adam at 1e-3; the default AdamW rate scaled to
