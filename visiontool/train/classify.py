@@ -30,7 +30,7 @@ class ClassifyTraining(TaskTraining):
     task = "classify"
     columns = ("train_loss", "train_acc", "val_loss", "val_top1", "val_top5")
     best_metric = "val_top1"
-    reads = frozenset({"augment", "crop_scale", "label_smoothing"})
+    reads = frozenset({"pretrained", "augment", "crop_scale", "label_smoothing"})
     train_sums = 2  # loss sum, correct
 
     def __init__(self, cfg, dist, device, say) -> None:

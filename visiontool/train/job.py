@@ -30,7 +30,7 @@ def training_for(task: str) -> type["TaskTraining"]:
 
 
 # TrainConfig fields that only some tasks read; each TaskTraining names those it does in `reads`
-TASK_OPTIONS = ("augment", "crop_scale", "label_smoothing", "style_image", "content_weight", "style_weight",
+TASK_OPTIONS = ("pretrained", "augment", "crop_scale", "label_smoothing", "style_image", "content_weight", "style_weight",
                 "tv_weight", "loss_net", "width")
 
 
@@ -40,7 +40,7 @@ def refuse_unread_options(task: str, given: list[str]) -> None:
         if name in given and name not in training_for(task).reads:
             readers = [t for t in MODULES if name in training_for(t).reads]
             flag = "--" + name.replace("_", "-")
-            raise UsageError(f"{flag} does not apply to --task {task}: only --task {' and '.join(readers)} reads it")
+            raise UsageError(f"{flag} does not apply to --task {task} (it is for --task {', '.join(readers)})")
 
 
 class TaskTraining:
@@ -52,7 +52,7 @@ class TaskTraining:
     grad_clip: float | None = None  # clip the gradient norm to this (None: no clipping)
     default_batch_size = 64  # --batch-size when none is given
     option_defaults: dict = {}  # TrainConfig fields left None -> this task's value for them
-    reads: frozenset[str] = frozenset()  # the TASK_OPTIONS this task reads
+    reads: frozenset[str] = frozenset({"pretrained"})  # the TASK_OPTIONS this task reads
     use_as = "--model"  # how the task's command takes a checkpoint (for the run's last line)
 
     # Filled in by __init__(cfg, dist, device, say): data decoded, model built.
