@@ -51,7 +51,7 @@ class TrainConfig:
     crop_scale: float = 0.25  # smallest share of the image a random crop keeps (light and policies)
     flip: bool = True  # random horizontal flips; turn off for digits, text, anything with a handedness
     amp: bool | None = None  # mixed precision; None: on for CUDA (fp16), off on CPU (bf16 if True)
-    patience: int = 0  # stop after this many epochs without a better best-epoch score (Job.best_metric); 0: never
+    patience: int = 0  # stop after this many epochs without a better best-epoch score (TaskTraining.best_metric); 0: never
     seed: int = 0  # seeds weights init, split, sampling and augmentation
     val_fraction: float = 0.2  # share of each class held out when DATA has no val/ folder
     device: str = "auto"  # auto | cpu | cuda | cuda:N
