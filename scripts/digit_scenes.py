@@ -310,9 +310,7 @@ def make_scene(rng: np.random.Generator, pools: Pools, width: int, height: int, 
     a `soft` share of the digits with soft edges."""
     # the marks' and the soft edges' own generators, spawned without drawing from rng: the rest of
     # the scene is the same with or without them
-    seq = rng.bit_generator.seed_seq
-    marks_seq, soft_seq = seq.spawn(2) if soft else (seq.spawn(1)[0] if distractors else None, None)
-    soft_rng = np.random.default_rng(soft_seq) if soft else None
+    marks_rng, soft_rng = (np.random.default_rng(s) for s in rng.bit_generator.seed_seq.spawn(2))
     image = _background(rng, pools, width, height)
     mask = np.zeros((height, width), np.uint8)
     boxes: list[tuple[int, int, int, int]] = []
@@ -323,7 +321,7 @@ def make_scene(rng: np.random.Generator, pools: Pools, width: int, height: int, 
     for _ in range(count):
         i = rng.integers(len(pools.digits))
         target = round(float(np.exp(rng.uniform(np.log(MIN_HEIGHT), np.log(tallest)))))
-        alpha, (r0, c0, r1, c1) = _digit_alpha(rng, pools.digits[i], target, bool(soft_rng and soft_rng.random() < soft))
+        alpha, (r0, c0, r1, c1) = _digit_alpha(rng, pools.digits[i], target, soft_rng.random() < soft)
         bh, bw = r1 - r0, c1 - c0
         if not MIN_HEIGHT <= bh <= MAX_HEIGHT or bw > width or bh > height:
             continue
@@ -349,10 +347,9 @@ def make_scene(rng: np.random.Generator, pools: Pools, width: int, height: int, 
         mask[y : y + bh, x : x + bw][ink] = 1 + pools.labels[i]
         boxes.append((x, y, x + bw, y + bh))
         labels.append(int(pools.labels[i]))
-    marks_rng = np.random.default_rng(marks_seq) if distractors else None
-    for _ in range(int(marks_rng.integers(0, distractors + 1)) if distractors else 0):
+    for _ in range(int(marks_rng.integers(0, distractors + 1))):
         # soft marks as often as soft digits: softness alone must not say "digit"
-        blur = soft_rng.uniform(0.4, 0.7) if soft_rng and soft_rng.random() < soft else 0.0
+        blur = soft_rng.uniform(0.4, 0.7) if soft_rng.random() < soft else 0.0
         alpha = _draw_distractor(marks_rng, width, height, blur)
         for bx0, by0, bx1, by1 in boxes:  # keep MARGIN px clear of every digit's box
             alpha[max(0, by0 - MARGIN) : by1 + MARGIN, max(0, bx0 - MARGIN) : bx1 + MARGIN] = 0
