@@ -269,3 +269,61 @@ def test_weights_pull_and_path_name_one_folder(dirs, server, monkeypatch):
     forbid_network(monkeypatch)
     result = runner.invoke(app, ["weights", "path", "resnet18"])
     assert result.exit_code == 0 and result.stdout == f"{dirs['user'] / served.name}\n"
+
+
+def _lenet_checkpoint(path, seed, labels=("a", "b", "c")):
+    from visiontool import checkpoint
+    from visiontool.models import registry
+
+    torch.manual_seed(seed)
+    module = registry.build("lenet5", len(labels))
+    meta = {"arch": "lenet5", "task": "classify", "num_classes": len(labels), "labels": list(labels),
+            "preprocess": {"crop": 32, "resize": 32, "mean": [0.5], "std": [0.5], "channels": 1},
+            "arch_kwargs": {}, "train": {"command": f"visiontool train data --seed {seed}"}}
+    return checkpoint.save(path, module.state_dict(), meta), module.state_dict()
+
+
+def test_weights_average_writes_the_mean_of_one_models_checkpoints(tmp_path):
+    from typer.testing import CliRunner
+
+    from visiontool import checkpoint
+    from visiontool.cli.app import app
+    from visiontool.models.loader import load_model
+
+    paths, states = zip(*(_lenet_checkpoint(tmp_path / f"run{k}.safetensors", k) for k in range(3)))
+    out = tmp_path / "soup" / "mean.safetensors"
+    result = CliRunner().invoke(app, ["weights", "average", *map(str, paths), "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(out)  # the path alone on stdout, for scripts
+
+    mean, meta = checkpoint.load(out)
+    assert mean.keys() == states[0].keys()
+    for name, tensor in mean.items():
+        expected = sum(s[name].double() for s in states) / 3
+        torch.testing.assert_close(tensor.double(), expected, rtol=0, atol=1e-6, msg=name)
+        assert tensor.dtype == states[0][name].dtype
+    assert meta["labels"] == ["a", "b", "c"] and meta["arch"] == "lenet5"
+    assert [a["sha256"] for a in meta["train"]["averaged"]] == [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+    assert meta["train"]["averaged"][1]["command"] == "visiontool train data --seed 1"
+    assert load_model(str(out)).info.labels == ["a", "b", "c"]  # a checkpoint like any other
+
+
+@pytest.mark.parametrize("second, message", [
+    ("other-labels", "differ in labels"),
+    ("unet-digits", "differ in arch"),
+    ("resnet18", "resnet18 is an architecture, not a checkpoint"),
+])
+def test_weights_average_refuses_checkpoints_of_different_models(tmp_path, second, message):
+    from typer.testing import CliRunner
+
+    from visiontool.cli.app import app
+
+    first, _ = _lenet_checkpoint(tmp_path / "a.safetensors", 0)
+    if second == "other-labels":
+        second = str(_lenet_checkpoint(tmp_path / "b.safetensors", 1, labels=("x", "y", "z"))[0])
+    out = tmp_path / "mean.safetensors"
+    result = CliRunner().invoke(app, ["weights", "average", str(first), second, "-o", str(out)])
+    assert result.exit_code == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        p for p in ("a.safetensors", "b.safetensors") if (tmp_path / p).exists())

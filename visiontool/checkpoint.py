@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from visiontool.errors import WeightsError, one_line
+from visiontool.errors import UsageError, WeightsError, one_line
 from visiontool.fsutil import atomic_write
 
 if TYPE_CHECKING:
@@ -55,6 +55,37 @@ def load(path: str | os.PathLike) -> tuple[dict[str, "torch.Tensor"], dict[str, 
     except (SafetensorError, OSError, ValueError) as err:
         raise WeightsError(f"checkpoint {path} is corrupt or truncated: {one_line(err)}") from None
     return state_dict, meta
+
+
+def average(paths: list[Path]) -> tuple[dict[str, "torch.Tensor"], dict[str, Any]]:
+    """The uniform mean of checkpoints of one model, and the first one's metadata.
+
+    Floating-point tensors (weights, batch-norm statistics) are averaged; integer ones (batch-norm
+    step counters) are the first checkpoint's. A mean of weights is only a model when the
+    networks share their start: a fine-tune and the model it started from, or epochs of one run.
+    """
+    import torch
+
+    first, meta = load(paths[0])
+    sums = {name: t.to(torch.float64) if t.is_floating_point() else t for name, t in first.items()}
+    for path in paths[1:]:
+        tensors, other = load(path)
+        for field in ("arch", "arch_kwargs", "task", "labels"):
+            if other.get(field) != meta.get(field):
+                raise UsageError(f"{path} and {paths[0]} differ in {field} ({other.get(field)!r} vs "
+                                 f"{meta.get(field)!r}): only checkpoints of one model can be averaged")
+        norm = ("mean", "std", "channels")
+        if [other["preprocess"].get(k) for k in norm] != [meta["preprocess"].get(k) for k in norm]:
+            raise UsageError(f"{path} and {paths[0]} normalize their input differently: only checkpoints "
+                             "of one model can be averaged")
+        for name in sums.keys() | tensors.keys():
+            if name not in sums or name not in tensors or tensors[name].shape != sums[name].shape:
+                raise UsageError(f"{path} and {paths[0]} differ in tensor {name}: only checkpoints of one model "
+                                 "can be averaged")
+            if sums[name].is_floating_point():
+                sums[name] += tensors[name]
+    mean = {name: (t / len(paths)).to(first[name].dtype) if t.is_floating_point() else t for name, t in sums.items()}
+    return mean, meta
 
 
 def read_meta(path: str | os.PathLike) -> dict[str, Any] | None:

@@ -97,7 +97,8 @@ Output = Annotated[
         show_default=False,
         help="Where results go: rows to FILE.jsonl, .csv or .json (classify, detect, segment, stylize; default: "
         "a table or JSON Lines on stdout); the .onnx file (export; default: next to a "
-        "checkpoint, same stem); the run folder (train; default: runs/train/MODEL-N).",
+        "checkpoint, same stem); the run folder (train; default: runs/train/MODEL-N); the averaged "
+        "checkpoint (weights average).",
     ),
 ]
 Resume = Annotated[

@@ -1,4 +1,5 @@
-"""`visiontool weights list | pull NAME | path NAME`: the pretrained weights visiontool knows.
+"""`visiontool weights list | pull NAME | path NAME`: the pretrained weights visiontool knows;
+`visiontool weights average CHECKPOINT... -o FILE`: the mean of checkpoints of one model.
 
 NAME is an architecture ("resnet18": its default weights), ARCH.WEIGHTS
 ("resnet18.IMAGENET1K_V1") or a shipped model ("lenet5-mnist").
@@ -7,13 +8,14 @@ NAME is an architecture ("resnet18": its default weights), ARCH.WEIGHTS
 from __future__ import annotations
 
 import json
-from typing import Annotated, Optional
+from pathlib import Path
+from typing import Annotated, List, Optional
 
 import typer
 
 from visiontool.cli.handling import command
 from visiontool.cli.help import Command, Group, examples
-from visiontool.cli.options import Json, Quiet
+from visiontool.cli.options import Json, Output, Quiet
 
 EXAMPLES = {
     "list": ["visiontool weights list 'resnet*'    known weights and whether each is on disk",
@@ -22,9 +24,11 @@ EXAMPLES = {
              "visiontool weights pull resnet18.IMAGENET1K_V1"],
     "path": ["visiontool weights path resnet18     its path; if absent, exit 1 saying where",
              "visiontool weights path lenet5-mnist"],
+    "average": ["visiontool weights average unet-digits ft/best.safetensors -o mean.safetensors",
+                "visiontool weights average e9.safetensors e10.safetensors -o mean.safetensors"],
 }
 
-app = typer.Typer(help="List, fetch and locate pretrained weights.", no_args_is_help=True, cls=Group,
+app = typer.Typer(help="List, fetch and locate pretrained weights; average checkpoints.", no_args_is_help=True, cls=Group,
                   epilog=examples([line for lines in EXAMPLES.values() for line in lines[:1]]))
 
 Name = Annotated[str, typer.Argument(metavar="NAME", help="resnet18, resnet18.IMAGENET1K_V2 or a shipped model name.")]
@@ -93,3 +97,58 @@ def path(name: Name) -> None:
         typer.echo(str(spec.shipped_file))
         return
     typer.echo(str(weights.resolve(spec.arch, weights_name, fetch=False)))
+
+
+Checkpoints = Annotated[List[str], typer.Argument(
+    metavar="CHECKPOINT", show_default=False,
+    help="Two or more checkpoints written by `train`, or shipped model names (unet-digits).")]
+
+
+@app.command(cls=Command, epilog=examples(EXAMPLES["average"]))
+@command
+def average(checkpoints: Checkpoints, output: Output = None, quiet: Quiet = False) -> None:
+    """Write the mean of checkpoints of one model (weights averaged); print its path.
+
+    Averaging a fine-tune with the model it started from often keeps much of what each is good
+    at: the fine-tune's new data and the base's original scores. Only checkpoints that share
+    their start (a fine-tune and its base, epochs of one run) average into a working model.
+    The result keeps the first checkpoint's labels and preprocessing.
+    """
+    import hashlib
+    import shlex
+
+    from visiontool import checkpoint, progress
+    from visiontool.errors import UsageError
+
+    if len(checkpoints) < 2:
+        raise UsageError("give two or more checkpoints to average")
+    if output is None:
+        raise UsageError("--output FILE.safetensors is required: where the averaged checkpoint goes")
+    if output.suffix.lower() != ".safetensors":
+        raise UsageError(f"--output {output}: the averaged checkpoint is a .safetensors file")
+    paths = [_checkpoint_file(ref) for ref in checkpoints]
+    tensors, meta = checkpoint.average(paths)
+    # The record says where the weights came from: each input's file, hash and training command.
+    meta["train"] = {
+        "command": shlex.join(["visiontool", "weights", "average", *checkpoints, "--output", str(output)]),
+        "averaged": [{"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                      "command": (checkpoint.read_meta(path).get("train") or {}).get("command")} for path in paths],
+    }
+    checkpoint.save(output, tensors, meta)
+    progress.info(f"wrote {output}: the mean of {len(paths)} {meta['arch']} checkpoints", quiet=quiet)
+    typer.echo(str(output))
+
+
+def _checkpoint_file(ref: str) -> Path:
+    """A checkpoint path as given, or the file of a shipped model named `ref`."""
+    from visiontool.errors import UsageError
+    from visiontool.models import registry
+
+    path = Path(ref)
+    if path.exists() or path.suffix:
+        return path
+    spec = registry.get_spec(ref)
+    if spec.shipped_file is None:
+        raise UsageError(f"{ref} is an architecture, not a checkpoint: average checkpoints written by `train` "
+                         "or shipped models")
+    return spec.shipped_file
