@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -64,3 +67,44 @@ def test_thread_and_torch_loaders_give_identical_arrays(tmp_path):
     assert len(a) == len(b) == 3
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
+
+
+class _Noted:
+    """Writes the pid of the process that frees it."""
+
+    def __init__(self, path):
+        self.path, self.cycle = path, self
+
+    def __del__(self):
+        with open(self.path, "a") as f:
+            f.write(f"{os.getpid()}\n")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="workers are forked on Linux")
+def test_decoding_workers_never_collect_the_callers_garbage(tmp_path, monkeypatch):
+    # Garbage a forked worker collects runs its destructor there, where the threads it may wait
+    # on do not exist (an onnxruntime session's thread pool hung a worker so). A worker that
+    # collects everything it can must find nothing of the caller's.
+    import gc
+
+    start = pipeline._ignore_ctrl_c
+
+    def start_and_collect(worker_id):
+        start(worker_id)
+        gc.collect()
+
+    monkeypatch.setattr(pipeline, "_ignore_ctrl_c", start_and_collect)
+    noted = tmp_path / "freed-by"
+    gc.disable()  # the garbage must still be there when the workers start
+    try:
+        _Noted(noted)  # unreachable at once, but in a cycle: only a collection frees it
+        rows = list(pipeline.run(_images(tmp_path, 4), PREP, _InProcesses(), _post, batch_size=2, workers=2))
+    finally:
+        gc.enable()
+    gc.collect()
+    assert [r["red"] for r in rows] == [0, 10, 20, 30]
+    assert noted.read_text().split() == [str(os.getpid())]
+
+
+class _InProcesses(MeanRed):
+    decode_in_processes = True

@@ -11,6 +11,7 @@ there are.
 
 from __future__ import annotations
 
+import gc
 import os
 import queue
 import signal
@@ -128,7 +129,16 @@ def _process_batches(paths, prep, batch_size, workers, fast_decode, keep) -> Ite
         prefetch_factor=4 if workers else None,
         multiprocessing_context="fork" if workers and sys.platform == "linux" else None,
     )
-    yield from loader
+    # Forked workers inherit this process's uncollected garbage (say an onnxruntime session of an
+    # earlier run, in a reference cycle). Collected in a worker, such an object's destructor can
+    # wait forever on a lock of a thread that the fork did not copy. Objects frozen when the
+    # workers start are never collected there; this process unfreezes its own at once.
+    gc.freeze()
+    try:
+        started = iter(loader)
+    finally:
+        gc.unfreeze()
+    yield from started
 
 
 class _Job:
