@@ -33,6 +33,12 @@ class MeanRed:
         return np.asarray(batch)[:, 0].mean(axis=(1, 2))[:, None]
 
 
+class _InProcesses(MeanRed):
+    """The same, decoded in worker processes (as for a PyTorch backend)."""
+
+    decode_in_processes = True
+
+
 def _post(outputs, batch):
     return [{"red": round(float(v[0]) * 255)} for v in outputs]
 
@@ -104,7 +110,3 @@ def test_decoding_workers_never_collect_the_callers_garbage(tmp_path, monkeypatc
     gc.collect()
     assert [r["red"] for r in rows] == [0, 10, 20, 30]
     assert noted.read_text().split() == [str(os.getpid())]
-
-
-class _InProcesses(MeanRed):
-    decode_in_processes = True

@@ -58,18 +58,27 @@ def load(path: str | os.PathLike) -> tuple[dict[str, "torch.Tensor"], dict[str, 
 
 
 def average(paths: list[Path]) -> tuple[dict[str, "torch.Tensor"], dict[str, Any]]:
-    """The uniform mean of checkpoints of one model, and the first one's metadata.
+    """The uniform mean of checkpoints of one model, and the first one's metadata with, under
+    "train", where the weights came from: each input's file, sha256 and training command.
 
     Floating-point tensors (weights, batch-norm statistics) are averaged; integer ones (batch-norm
     step counters) are the first checkpoint's. A mean of weights is only a model when the
     networks share their start: a fine-tune and the model it started from, or epochs of one run.
     """
+    import hashlib
+
     import torch
+
+    def source(path, its_meta) -> dict:
+        return {"file": str(path), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+                "command": (its_meta.get("train") or {}).get("command")}
 
     first, meta = load(paths[0])
     sums = {name: t.to(torch.float64) if t.is_floating_point() else t for name, t in first.items()}
+    sources = [source(paths[0], meta)]
     for path in paths[1:]:
         tensors, other = load(path)
+        sources.append(source(path, other))
         for field in ("arch", "arch_kwargs", "task", "labels"):
             if other.get(field) != meta.get(field):
                 raise UsageError(f"{path} and {paths[0]} differ in {field} ({other.get(field)!r} vs "
@@ -85,7 +94,7 @@ def average(paths: list[Path]) -> tuple[dict[str, "torch.Tensor"], dict[str, Any
             if sums[name].is_floating_point():
                 sums[name] += tensors[name]
     mean = {name: (t / len(paths)).to(first[name].dtype) if t.is_floating_point() else t for name, t in sums.items()}
-    return mean, meta
+    return mean, {**meta, "train": {"averaged": sources}}
 
 
 def read_meta(path: str | os.PathLike) -> dict[str, Any] | None:

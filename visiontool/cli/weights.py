@@ -114,7 +114,6 @@ def average(checkpoints: Checkpoints, output: Output = None, quiet: Quiet = Fals
     their start (a fine-tune and its base, epochs of one run) average into a working model.
     The result keeps the first checkpoint's labels and preprocessing.
     """
-    import hashlib
     import shlex
 
     from visiontool import checkpoint, progress
@@ -128,12 +127,8 @@ def average(checkpoints: Checkpoints, output: Output = None, quiet: Quiet = Fals
         raise UsageError(f"--output {output}: the averaged checkpoint is a .safetensors file")
     paths = [_checkpoint_file(ref) for ref in checkpoints]
     tensors, meta = checkpoint.average(paths)
-    # The record says where the weights came from: each input's file, hash and training command.
-    meta["train"] = {
-        "command": shlex.join(["visiontool", "weights", "average", *checkpoints, "--output", str(output)]),
-        "averaged": [{"file": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-                      "command": (checkpoint.read_meta(path).get("train") or {}).get("command")} for path in paths],
-    }
+    command = shlex.join(["visiontool", "weights", "average", *checkpoints, "--output", str(output)])
+    meta["train"] = {"command": command, **meta["train"]}
     checkpoint.save(output, tensors, meta)
     progress.info(f"wrote {output}: the mean of {len(paths)} {meta['arch']} checkpoints", quiet=quiet)
     typer.echo(str(output))
