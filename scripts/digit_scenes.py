@@ -28,6 +28,16 @@ alpha 0.5, which keeps its ink, and so its mask, the same): scenes look like tho
 With --distractors, the same share of the marks gets edges as soft, so that softness alone never
 tells a digit from a mark.
 
+--plain-ink P draws a share P of the digits, in every split, in near-black ink on a light
+background and near-white on a dark one, chosen by the mean of the background under the digit
+rather than so that the ink stands out from nearly all of it (the default): on a busy texture,
+parts of the background are then as dark or as light as the ink, and only the digit's shape sets
+it apart. Masks keep marking the ink. With --distractors, the same share of the marks too.
+
+--text N adds up to N lines of small typeset text (one to five words, 8..24 px tall, of letters
+no handwritten digit resembles) to each train and val scene, left as background like the
+distractors: the small print of pages, signs and labels. Held-out scenes never get them.
+
 Held-out split: its digits are the `heldout` digits of scripts/make_mnist_folder.py (the same
 seeded split the shipped classifier is scored on), and its backgrounds are whole images that
 train and val never use (HELDOUT_BACKGROUNDS below). train and val share one pool: the other
@@ -244,7 +254,20 @@ def _ink_colour(rng: np.random.Generator, under: np.ndarray) -> np.ndarray | Non
     if room < MIN_CONTRAST:
         return None
     contrast = rng.uniform(max(MIN_CONTRAST, 0.6 * room), room)
-    luma = dark - contrast if dark >= 255 - light else light + contrast
+    return _tinted(rng, dark - contrast if dark >= 255 - light else light + contrast)
+
+
+def _plain_ink(rng: np.random.Generator, under: np.ndarray) -> np.ndarray:
+    """Near-black ink on a light background, near-white on a dark one, judged by the mean of the
+    luminances `under` the ink alone: on a busy texture parts of the background are as dark or as
+    light as the ink, and only the digit's shape sets it apart."""
+    mean = float(under.mean())
+    luma = rng.uniform(0, min(60, mean - MIN_CONTRAST)) if mean >= 128 else rng.uniform(max(195, mean + MIN_CONTRAST), 255)
+    return _tinted(rng, luma)
+
+
+def _tinted(rng: np.random.Generator, luma: float) -> np.ndarray:
+    """An RGB colour of luminance `luma` with a random hue, as saturated as that luminance allows or less."""
     chroma = rng.normal(size=3).astype(np.float32)
     chroma -= chroma @ LUMA  # keeps the luminance
     room = min(luma, 255 - luma) * rng.uniform(0, 0.8)
@@ -303,14 +326,42 @@ def _draw_distractor(rng: np.random.Generator, width: int, height: int, blur: fl
     return alpha
 
 
+TEXT_LETTERS = "acehkmnruvwxEFHKMNRUVWX"  # no letter that a handwritten digit resembles
+
+
+def _draw_text_line(rng: np.random.Generator, width: int, height: int, blur: float = 0.0) -> np.ndarray:
+    """The alpha (0..1, height x width) of a line of one to five typeset words, 8..24 px tall, anywhere:
+    the small print of pages, signs and labels, which a digit model must leave alone."""
+    from PIL import ImageDraw, ImageFont
+
+    size = int(rng.integers(8, 25))
+    words = [
+        "".join(TEXT_LETTERS[k] for k in rng.integers(len(TEXT_LETTERS), size=int(rng.integers(2, 9))))
+        for _ in range(int(rng.integers(1, 6)))
+    ]
+    canvas = Image.new("L", (width, 2 * size), 0)
+    ImageDraw.Draw(canvas).text((0, size // 2), " ".join(words), fill=255, font=ImageFont.load_default(size))
+    if blur:
+        canvas = canvas.filter(ImageFilter.GaussianBlur(blur * size / 20))
+    alpha = np.zeros((height, width), np.float32)
+    x, y = int(rng.integers(-width // 4, width)), int(rng.integers(-size, height - size))
+    patch = np.asarray(canvas, np.float32) / 255
+    sx0, sy0 = max(0, -x), max(0, -y)
+    sx1, sy1 = min(patch.shape[1], width - x), min(patch.shape[0], height - y)
+    if sx1 > sx0 and sy1 > sy0:
+        alpha[y + sy0 : y + sy1, x + sx0 : x + sx1] = patch[sy0:sy1, sx0:sx1]
+    return alpha
+
+
 def make_scene(rng: np.random.Generator, pools: Pools, width: int, height: int, distractors: int = 0,
-               soft: float = 0.0) -> Scene:
+               soft: float = 0.0, plain: float = 0.0, text: int = 0) -> Scene:
     """One scene of width x height px drawn from `pools` with `rng`, with up to `distractors`
-    marks that are not digits (background in the mask, never touching a digit's box), and about
-    a `soft` share of the digits with soft edges."""
-    # the marks' and the soft edges' own generators, spawned without drawing from rng: the rest of
-    # the scene is the same with or without them
-    marks_rng, soft_rng = (np.random.default_rng(s) for s in rng.bit_generator.seed_seq.spawn(2))
+    marks that are not digits (background in the mask, never touching a digit's box), about
+    a `soft` share of the digits with soft edges, about a `plain` share in plain ink, and up to
+    `text` lines of small typeset text (background too)."""
+    # the marks', the soft edges', the plain ink's and the text's own generators, spawned without
+    # drawing from rng: with none of them asked for, the scene is the same as without the options
+    marks_rng, soft_rng, plain_rng, text_rng = (np.random.default_rng(s) for s in rng.bit_generator.seed_seq.spawn(4))
     image = _background(rng, pools, width, height)
     mask = np.zeros((height, width), np.uint8)
     boxes: list[tuple[int, int, int, int]] = []
@@ -322,6 +373,7 @@ def make_scene(rng: np.random.Generator, pools: Pools, width: int, height: int, 
         i = rng.integers(len(pools.digits))
         target = round(float(np.exp(rng.uniform(np.log(MIN_HEIGHT), np.log(tallest)))))
         alpha, (r0, c0, r1, c1) = _digit_alpha(rng, pools.digits[i], target, soft_rng.random() < soft)
+        plain_ink = plain_rng.random() < plain
         bh, bw = r1 - r0, c1 - c0
         if not MIN_HEIGHT <= bh <= MAX_HEIGHT or bw > width or bh > height:
             continue
@@ -330,7 +382,8 @@ def make_scene(rng: np.random.Generator, pools: Pools, width: int, height: int, 
             x, y = int(rng.integers(0, width - bw + 1)), int(rng.integers(0, height - bh + 1))
             if all(x >= bx1 + MARGIN or x + bw + MARGIN <= bx0 or y >= by1 + MARGIN or y + bh + MARGIN <= by0
                    for bx0, by0, bx1, by1 in boxes):  # fmt: skip
-                colour = _ink_colour(rng, image[y : y + bh, x : x + bw][ink] @ LUMA)
+                under = image[y : y + bh, x : x + bw][ink] @ LUMA
+                colour = _plain_ink(plain_rng, under) if plain_ink else _ink_colour(rng, under)
                 if colour is not None:
                     break
         else:
@@ -347,18 +400,23 @@ def make_scene(rng: np.random.Generator, pools: Pools, width: int, height: int, 
         mask[y : y + bh, x : x + bw][ink] = 1 + pools.labels[i]
         boxes.append((x, y, x + bw, y + bh))
         labels.append(int(pools.labels[i]))
-    for _ in range(int(marks_rng.integers(0, distractors + 1))):
-        # soft marks as often as soft digits: softness alone must not say "digit"
-        blur = soft_rng.uniform(0.4, 0.7) if soft_rng.random() < soft else 0.0
-        alpha = _draw_distractor(marks_rng, width, height, blur)
-        for bx0, by0, bx1, by1 in boxes:  # keep MARGIN px clear of every digit's box
-            alpha[max(0, by0 - MARGIN) : by1 + MARGIN, max(0, bx0 - MARGIN) : bx1 + MARGIN] = 0
-        ink = alpha >= 0.5
-        colour = _ink_colour(marks_rng, image[ink] @ LUMA) if ink.any() else None
-        if colour is not None:
-            a = alpha[..., None]
-            image *= 1 - a
-            image += colour * a
+    for draw, draw_rng, most in ((_draw_distractor, marks_rng, distractors), (_draw_text_line, text_rng, text)):
+        for _ in range(int(draw_rng.integers(0, most + 1))):
+            # soft marks as often as soft digits: softness alone must not say "digit"
+            blur = soft_rng.uniform(0.4, 0.7) if soft_rng.random() < soft else 0.0
+            alpha = draw(draw_rng, width, height, blur)
+            for bx0, by0, bx1, by1 in boxes:  # keep MARGIN px clear of every digit's box
+                alpha[max(0, by0 - MARGIN) : by1 + MARGIN, max(0, bx0 - MARGIN) : bx1 + MARGIN] = 0
+            ink = alpha >= 0.5
+            plain_ink = plain_rng.random() < plain  # plain marks as often as plain digits, as with soft
+            colour = None
+            if ink.any():
+                under = image[ink] @ LUMA
+                colour = _plain_ink(plain_rng, under) if plain_ink else _ink_colour(draw_rng, under)
+            if colour is not None:
+                a = alpha[..., None]
+                image *= 1 - a
+                image += colour * a
     if rng.random() < 0.4:
         image += rng.standard_normal(image.shape, dtype=np.float32) * np.float32(rng.uniform(2, 8))
     out = Image.fromarray(np.clip(image + 0.5, 0, 255).astype(np.uint8))
@@ -401,6 +459,8 @@ def write_dataset(
     masks: bool = False,
     distractors: int = 0,
     soft: float = 0.0,
+    plain: float = 0.0,
+    text: int = 0,
 ) -> None:
     """Write counts[split] scenes for each split in `counts` ("train", "val", "heldout") under `out`.
 
@@ -408,6 +468,8 @@ def write_dataset(
     distractors: up to this many non-digit marks per scene in train and val; heldout has none,
     so its scenes are the same with or without them.
     soft: the share of digits drawn with soft edges, in every split.
+    plain: the share of digits drawn in plain ink, in every split.
+    text: up to this many lines of small typeset text per scene in train and val, like distractors.
     """
     out = Path(out)
     unknown = set(formats) - {"yolo", "coco", "seg"}
@@ -434,7 +496,8 @@ def write_dataset(
         for i in range(counts[split]):
             rng = np.random.default_rng([seed, SPLIT_IDS[split], i])
             width, height = (size, size) if size else (int(v) for v in rng.integers(MIN_SIDE, MAX_SIDE + 1, 2))
-            scene = make_scene(rng, pools, width, height, distractors if split != "heldout" else 0, soft)
+            scene = make_scene(rng, pools, width, height, distractors if split != "heldout" else 0, soft, plain,
+                               text if split != "heldout" else 0)
             stem = f"{i:06d}"
             _save_jpeg(scene.image, images_dir / f"{stem}.jpg", int(rng.integers(60, 96)))
             if "yolo" in formats:
@@ -505,6 +568,10 @@ def main() -> None:
                         help="up to N typeset letters, signs and simple shapes per train and val scene (not digits; default 0)")
     parser.add_argument("--soft", type=float, default=0.0,
                         help="share of digits drawn with soft edges, as a plain resize leaves them, in every split (default 0)")
+    parser.add_argument("--plain-ink", type=float, default=0.0,
+                        help="share of digits in near-black or near-white ink chosen by the mean of the background under it, in every split (default 0)")
+    parser.add_argument("--text", type=int, default=0,
+                        help="up to N lines of small typeset text per train and val scene (not digits; default 0)")
     args = parser.parse_args()
     if args.samples:
         write_samples(args.out, args.seed)
@@ -514,7 +581,7 @@ def main() -> None:
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     counts = {"train": args.train, "val": args.val, "heldout": args.heldout}
     try:
-        write_dataset(args.out, counts, args.size, args.seed, formats, args.masks, args.distractors, args.soft)
+        write_dataset(args.out, counts, args.size, args.seed, formats, args.masks, args.distractors, args.soft, args.plain_ink, args.text)
     except ValueError as e:
         parser.error(str(e))
 

@@ -202,3 +202,36 @@ def test_soft_marks_get_soft_edges_like_soft_digits(ds):
     plain = ds.make_scene(np.random.default_rng(5), pools, 320, 240, distractors=6)
     soft = ds.make_scene(np.random.default_rng(5), pools, 320, 240, distractors=6, soft=1.0)
     np.testing.assert_array_equal(plain.mask, soft.mask)
+
+
+def test_plain_ink_is_near_black_or_near_white_even_where_the_texture_is_as_dark(ds):
+    rng = np.random.default_rng(0)
+    busy = np.r_[np.full(50, 20.0), np.full(50, 230.0)].astype(np.float32)  # no ink stands out from 90% of it
+    assert ds._ink_colour(rng, busy) is None
+    for under, dark in ((busy + 15, True), (busy - 15, False), (np.full(10, 140.0), True), (np.full(10, 90.0), False)):
+        luma = float(ds._plain_ink(rng, under) @ ds.LUMA)
+        assert (luma <= 60) if dark else (luma >= 195), (under.mean(), luma)
+    pools = ds.load_pools("train")
+    for seed in range(3):
+        scene = ds.make_scene(np.random.default_rng(seed), pools, 320, 240, distractors=6, plain=1.0)
+        _check_boxes_against_mask(scene.boxes, scene.labels, scene.mask, ds.MARGIN // 2)
+        luma = scene.image @ ds.LUMA
+        for x0, y0, x1, y1 in scene.boxes.astype(int).tolist():
+            ink = luma[y0:y1, x0:x1][scene.mask[y0:y1, x0:x1] > 0]
+            assert not 100 < np.median(ink) < 160  # blended at 0.85..1 over the texture, with noise
+
+
+def test_text_lines_are_background_kept_clear_of_digits_and_change_nothing_else(ds):
+    pools = ds.load_pools("train")
+    for seed in range(3):
+        plain = ds.make_scene(np.random.default_rng(seed), pools, 320, 240, distractors=6)
+        text = ds.make_scene(np.random.default_rng(seed), pools, 320, 240, distractors=6, text=4)
+        np.testing.assert_array_equal(plain.mask, text.mask)  # the digits, their ink and labels stay
+        diff = np.abs(text.image.astype(int) - plain.image.astype(int)).max(2)
+        for x0, y0, x1, y1 in plain.boxes.astype(int).tolist():
+            assert diff[y0:y1, x0:x1].max() <= 2  # no text over a digit (rounding only)
+    lines = [ds._draw_text_line(np.random.default_rng(seed), 320, 240) for seed in range(20)]
+    inked = [np.flatnonzero((a >= 0.5).any(1)) for a in lines if (a >= 0.5).any()]
+    assert len(inked) >= 15
+    assert all(rows[-1] - rows[0] + 1 <= 30 for rows in inked)  # small print: one line, at most 24 px type
+    assert np.mean([(a >= 0.5).any(0).sum() for a in lines]) > 40  # words, not a letter
