@@ -316,8 +316,13 @@ def _draw_distractor(rng: np.random.Generator, width: int, height: int, blur: fl
     if blur:
         canvas = canvas.filter(ImageFilter.GaussianBlur(blur * side / 20))
     canvas = canvas.rotate(float(rng.uniform(-30, 30)), Image.Resampling.BILINEAR)
-    alpha = np.zeros((height, width), np.float32)
     x, y = int(rng.integers(-side // 2, width - side)), int(rng.integers(-side // 2, height - side))
+    return _frame_alpha(canvas, x, y, width, height)
+
+
+def _frame_alpha(canvas: Image.Image, x: int, y: int, width: int, height: int) -> np.ndarray:
+    """The alpha (0..1, height x width) of a scene with `canvas` at (x, y), cut to the scene."""
+    alpha = np.zeros((height, width), np.float32)
     patch = np.asarray(canvas, np.float32) / 255
     sx0, sy0 = max(0, -x), max(0, -y)
     sx1, sy1 = min(patch.shape[1], width - x), min(patch.shape[0], height - y)
@@ -343,14 +348,8 @@ def _draw_text_line(rng: np.random.Generator, width: int, height: int, blur: flo
     ImageDraw.Draw(canvas).text((0, size // 2), " ".join(words), fill=255, font=ImageFont.load_default(size))
     if blur:
         canvas = canvas.filter(ImageFilter.GaussianBlur(blur * size / 20))
-    alpha = np.zeros((height, width), np.float32)
     x, y = int(rng.integers(-width // 4, width)), int(rng.integers(-size, height - size))
-    patch = np.asarray(canvas, np.float32) / 255
-    sx0, sy0 = max(0, -x), max(0, -y)
-    sx1, sy1 = min(patch.shape[1], width - x), min(patch.shape[0], height - y)
-    if sx1 > sx0 and sy1 > sy0:
-        alpha[y + sy0 : y + sy1, x + sx0 : x + sx1] = patch[sy0:sy1, sx0:sx1]
-    return alpha
+    return _frame_alpha(canvas, x, y, width, height)
 
 
 def make_scene(rng: np.random.Generator, pools: Pools, width: int, height: int, distractors: int = 0,
