@@ -5,7 +5,7 @@
 #
 #   bash weights/rebuild_unet_digits.sh [WORK_DIR]
 #
-# Eight runs and four means, as the shipped file was made, all on scenes that also hold typeset
+# Nine runs and four means, as the shipped file was made, all on scenes that also hold typeset
 # letters, signs and simple shapes that are not digits (--distractors 6), so that text, flags and
 # badges are not taken for digits:
 #   1. 58 epochs from scratch on 2,000 scenes, 256 px crops;
@@ -24,10 +24,13 @@
 #      plain, three with --soft 0.5, eight with --soft 0.5 --plain-ink 0.5 --text 4; 256 px crops;
 #   9. 10 epochs of fine-tuning from run 8's best on the same scenes at a lower learning rate (the
 #      shipped file's run stopped in epoch 9, when the GPU's time ran out: its best was epoch 8);
-#  10. the mean of step 7's mean and run 9.
+#  10. 24 epochs of fine-tuning from step 7's mean on 9,000 scenes of three more seeds, 3,000
+#      each: one plain, two with --soft 0.5 --plain-ink 0.5 --text 4; 224 px crops, bf16 (--amp);
+#  11. the mean of step 7's mean, run 9 and run 10.
 # Runs 1, 2, 8 and 9 want a GPU (an H200: 250 s, 225 s, 223 s and 313 s of epochs; on a 2-core
 # CPU an epoch of run 1 takes about 4 minutes, one of run 8 about half an hour); runs 3, 4, 5
-# and 6 took 44, 36, 35 and 39 minutes on a 2-core CPU.
+# and 6 took 44, 36, 35 and 39 minutes on a 2-core CPU, run 10 about 3 hours (with bf16, on a CPU
+# with avx512_bf16).
 # Prints the held-out scores and the sha256 that weights/README.md records.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,6 +63,20 @@ mean() {  # OUTPUT RUN...
     shift
     (cd "$work" && $vt weights average "${@/%//best.safetensors}" --output "$output" --quiet)
 }
+link() {  # OUT PART...: one training folder of symbolic links to the parts' scenes, named <part>_<stem>
+    python - "$@" <<'PY'
+import sys
+from pathlib import Path
+out, parts = Path(sys.argv[1]), [Path(p) for p in sys.argv[2:]]
+for part in parts:
+    for files in part.glob("*/*"):  # train/images, train/masks, val/images, val/masks
+        target = out / files.parent.name / files.name
+        target.mkdir(parents=True, exist_ok=True)
+        for f in files.iterdir():
+            (target / f"{part.name}_{f.name}").symlink_to(f.resolve())
+(out / "classes.txt").write_text((parts[0] / "classes.txt").read_text())
+PY
+}
 finetune digit-seg-soft 11 run2/best.safetensors run3 --soft 0.5
 mean mean23.safetensors run2 run3
 finetune digit-seg-plain 13 mean23.safetensors run4 --soft 0.5 --plain-ink 0.5
@@ -77,23 +94,23 @@ for seed in $(seq 40 55); do
     python scripts/digit_scenes.py "$work/mix/s$seed" --format seg --train 1000 --val 8 --heldout 0 \
         --distractors 6 "${kind[@]}" --seed "$seed"
 done
-python - "$work/mix" <<'PY'
-import sys
-from pathlib import Path
-mix = Path(sys.argv[1])
-for part in sorted(mix.glob("s*")):
-    for files in part.glob("*/*"):  # train/images, train/masks, val/images, val/masks
-        target = mix / "all" / files.parent.name / files.name
-        target.mkdir(parents=True, exist_ok=True)
-        for f in files.iterdir():
-            (target / f"{part.name}_{f.name}").symlink_to(f.resolve())
-    (mix / "all" / "classes.txt").write_text((part / "classes.txt").read_text())
-PY
+link "$work/mix/all" "$work"/mix/s*
 $vt train --task segment "$work/mix/all" --model "$work/mean2356.safetensors" --epochs 6 --image-size 256 \
     --batch-size 16 --lr 0.001 --warmup-epochs 0.3 --no-flip --seed 0 --amp --output "$work/run8" --quiet
 $vt train --task segment "$work/mix/all" --model "$work/run8/best.safetensors" --epochs 10 --image-size 256 \
     --batch-size 16 --lr 0.0005 --warmup-epochs 0.2 --no-flip --seed 1 --amp --output "$work/run9" --quiet
-(cd "$work" && $vt weights average mean2356.safetensors run9/best.safetensors --output unet-digits.safetensors --quiet)
+# Run 10: three more seeds of 3,000 scenes, validation on 50 plain and 60 soft, plain-ink and text ones.
+python scripts/digit_scenes.py "$work/long/crisp18" --format seg --train 3000 --val 50 --heldout 0 \
+    --distractors 6 --seed 18
+for seed in 16 17; do
+    python scripts/digit_scenes.py "$work/long/ptext$seed" --format seg --train 3000 --val $(( seed == 16 ? 60 : 0 )) \
+        --heldout 0 --distractors 6 --soft 0.5 --plain-ink 0.5 --text 4 --seed $seed
+done
+link "$work/long/all" "$work"/long/crisp18 "$work"/long/ptext16 "$work"/long/ptext17
+$vt train --task segment "$work/long/all" --model "$work/mean2356.safetensors" --epochs 24 --image-size 224 \
+    --batch-size 16 --lr 0.001 --warmup-epochs 0.5 --no-flip --seed 0 --amp --output "$work/run10" --quiet
+(cd "$work" && $vt weights average mean2356.safetensors run9/best.safetensors run10/best.safetensors \
+    --output unet-digits.safetensors --quiet)
 cp "$work/unet-digits.safetensors" weights/unet-digits.safetensors
 $vt val weights/unet-digits.safetensors "$work/digit-seg-2000/heldout" --json > "$work/heldout.json"
 python - "$work/heldout.json" <<'PY'
