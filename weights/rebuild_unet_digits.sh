@@ -102,10 +102,10 @@ $vt train --task segment "$work/mix/all" --model "$work/run8/best.safetensors" -
 # Run 10: three more seeds of 3,000 scenes, validation on 50 plain and 60 soft, plain-ink and text ones.
 python scripts/digit_scenes.py "$work/long/crisp18" --format seg --train 3000 --val 50 --heldout 0 \
     --distractors 6 --seed 18
-for seed in 16 17; do
-    python scripts/digit_scenes.py "$work/long/ptext$seed" --format seg --train 3000 --val $(( seed == 16 ? 60 : 0 )) \
-        --heldout 0 --distractors 6 --soft 0.5 --plain-ink 0.5 --text 4 --seed $seed
-done
+python scripts/digit_scenes.py "$work/long/ptext16" --format seg --train 3000 --val 60 --heldout 0 \
+    --distractors 6 --soft 0.5 --plain-ink 0.5 --text 4 --seed 16
+python scripts/digit_scenes.py "$work/long/ptext17" --format seg --train 3000 --val 0 --heldout 0 \
+    --distractors 6 --soft 0.5 --plain-ink 0.5 --text 4 --seed 17
 link "$work/long/all" "$work"/long/crisp18 "$work"/long/ptext16 "$work"/long/ptext17
 $vt train --task segment "$work/long/all" --model "$work/mean2356.safetensors" --epochs 24 --image-size 224 \
     --batch-size 16 --lr 0.001 --warmup-epochs 0.5 --no-flip --seed 0 --amp --output "$work/run10" --quiet
