@@ -38,6 +38,11 @@ it apart. Masks keep marking the ink. With --distractors, the same share of the 
 no handwritten digit resembles) to each train and val scene, left as background like the
 distractors: the small print of pages, signs and labels. Held-out scenes never get them.
 
+--printed N prints up to N lines of such text, one block of evenly spaced lines like a page's,
+onto the background of each train and val scene before the digits go on, so that digits may be
+written across the print (their ink is chosen against the background without it, so masks do
+not change). Held-out scenes never get them.
+
 Held-out split: its digits are the `heldout` digits of scripts/make_mnist_folder.py (the same
 seeded split the shipped classifier is scored on), and its backgrounds are whole images that
 train and val never use (HELDOUT_BACKGROUNDS below). train and val share one pool: the other
@@ -353,15 +358,19 @@ def _draw_text_line(rng: np.random.Generator, width: int, height: int, blur: flo
 
 
 def make_scene(rng: np.random.Generator, pools: Pools, width: int, height: int, distractors: int = 0,
-               soft: float = 0.0, plain: float = 0.0, text: int = 0) -> Scene:
+               soft: float = 0.0, plain: float = 0.0, text: int = 0, printed: int = 0) -> Scene:
     """One scene of width x height px drawn from `pools` with `rng`, with up to `distractors`
     marks that are not digits (background in the mask, never touching a digit's box), about
     a `soft` share of the digits with soft edges, about a `plain` share in plain ink, and up to
-    `text` lines of small typeset text (background too)."""
-    # the marks', the soft edges', the plain ink's and the text's own generators, spawned without
-    # drawing from rng: with none of them asked for, the scene is the same as without the options
-    marks_rng, soft_rng, plain_rng, text_rng = (np.random.default_rng(s) for s in rng.bit_generator.seed_seq.spawn(4))
-    image = _background(rng, pools, width, height)
+    `text` lines of small typeset text (background too), and up to `printed` lines of it printed
+    under the digits."""
+    # the marks', the soft edges', the plain ink's, the text's and the print's own generators, spawned
+    # without drawing from rng: with none of them asked for, the scene is the same as without the options
+    children = rng.bit_generator.seed_seq.spawn(5)
+    marks_rng, soft_rng, plain_rng, text_rng, print_rng = (np.random.default_rng(s) for s in children)
+    paper = _background(rng, pools, width, height)
+    lines = int(print_rng.integers(0, printed + 1)) if printed else 0
+    image = _print_block(print_rng, paper, lines) if lines else paper.copy()
     mask = np.zeros((height, width), np.uint8)
     boxes: list[tuple[int, int, int, int]] = []
     labels: list[int] = []
@@ -381,7 +390,7 @@ def make_scene(rng: np.random.Generator, pools: Pools, width: int, height: int, 
             x, y = int(rng.integers(0, width - bw + 1)), int(rng.integers(0, height - bh + 1))
             if all(x >= bx1 + MARGIN or x + bw + MARGIN <= bx0 or y >= by1 + MARGIN or y + bh + MARGIN <= by0
                    for bx0, by0, bx1, by1 in boxes):  # fmt: skip
-                under = image[y : y + bh, x : x + bw][ink] @ LUMA
+                under = paper[y : y + bh, x : x + bw][ink] @ LUMA  # the print aside: masks stay the same
                 colour = _plain_ink(plain_rng, under) if plain_ink else _ink_colour(rng, under)
                 if colour is not None:
                     break
@@ -449,6 +458,28 @@ def _yolo_lines(scene: Scene) -> str:
     return "".join(lines)
 
 
+def _print_block(rng: np.random.Generator, image: np.ndarray, lines: int) -> np.ndarray:
+    """`image` with `lines` evenly spaced lines of typeset words (8..24 px type, letters of TEXT_LETTERS)
+    printed onto it in near-black or near-white ink, as on a page, a sign or a label."""
+    from PIL import ImageDraw, ImageFont
+
+    height, width = image.shape[:2]
+    size = int(rng.integers(8, 25))
+    step = size * rng.uniform(1.2, 1.8)
+    x, y = int(rng.integers(-width // 4, width // 2)), int(rng.integers(-size, height - size))
+    canvas = Image.new("L", (width, height), 0)
+    draw, font = ImageDraw.Draw(canvas), ImageFont.load_default(size)
+    for k in range(lines):
+        words = ["".join(TEXT_LETTERS[i] for i in rng.integers(len(TEXT_LETTERS), size=int(rng.integers(2, 9))))
+                 for _ in range(int(rng.integers(3, 10)))]  # fmt: skip
+        draw.text((x, y + round(k * step)), " ".join(words), fill=255, font=font)
+    alpha = np.asarray(canvas, np.float32)[..., None] / 255
+    if not alpha.any():
+        return image
+    colour = _plain_ink(rng, image[alpha[..., 0] >= 0.5] @ LUMA)
+    return image * (1 - alpha) + colour * alpha
+
+
 def write_dataset(
     out: Path,
     counts: dict[str, int],
@@ -460,6 +491,7 @@ def write_dataset(
     soft: float = 0.0,
     plain: float = 0.0,
     text: int = 0,
+    printed: int = 0,
 ) -> None:
     """Write counts[split] scenes for each split in `counts` ("train", "val", "heldout") under `out`.
 
@@ -469,6 +501,7 @@ def write_dataset(
     soft: the share of digits drawn with soft edges, in every split.
     plain: the share of digits drawn in plain ink, in every split.
     text: up to this many lines of small typeset text per scene in train and val, like distractors.
+    printed: up to this many lines of such text printed under the digits of train and val scenes.
     """
     out = Path(out)
     unknown = set(formats) - {"yolo", "coco", "seg"}
@@ -496,7 +529,7 @@ def write_dataset(
             rng = np.random.default_rng([seed, SPLIT_IDS[split], i])
             width, height = (size, size) if size else (int(v) for v in rng.integers(MIN_SIDE, MAX_SIDE + 1, 2))
             scene = make_scene(rng, pools, width, height, distractors if split != "heldout" else 0, soft, plain,
-                               text if split != "heldout" else 0)
+                               text if split != "heldout" else 0, printed if split != "heldout" else 0)
             stem = f"{i:06d}"
             _save_jpeg(scene.image, images_dir / f"{stem}.jpg", int(rng.integers(60, 96)))
             if "yolo" in formats:
@@ -571,6 +604,8 @@ def main() -> None:
                         help="share of digits in near-black or near-white ink chosen by the mean of the background under it, in every split (default 0)")
     parser.add_argument("--text", type=int, default=0,
                         help="up to N lines of small typeset text per train and val scene (not digits; default 0)")
+    parser.add_argument("--printed", type=int, default=0,
+                        help="up to N lines of typeset text printed under the digits of each train and val scene (default 0)")
     args = parser.parse_args()
     if args.samples:
         write_samples(args.out, args.seed)
@@ -580,7 +615,8 @@ def main() -> None:
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     counts = {"train": args.train, "val": args.val, "heldout": args.heldout}
     try:
-        write_dataset(args.out, counts, args.size, args.seed, formats, args.masks, args.distractors, args.soft, args.plain_ink, args.text)
+        write_dataset(args.out, counts, args.size, args.seed, formats, args.masks, args.distractors, args.soft, args.plain_ink, args.text,
+                      args.printed)
     except ValueError as e:
         parser.error(str(e))
 

@@ -147,7 +147,7 @@ def test_a_seed_gives_the_same_scenes_and_files(ds, tmp_path):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
 
 
-def test_distractors_are_background_away_from_the_digits_and_only_outside_heldout(ds, tmp_path):
+def test_distractors_are_background_away_from_the_digits_and_all_marks_only_outside_heldout(ds, tmp_path):
     pools = ds.load_pools("train")
     marks = 0
     for seed in range(6):
@@ -162,7 +162,8 @@ def test_distractors_are_background_away_from_the_digits_and_only_outside_heldou
         for x0, y0, x1, y1 in marked.boxes.astype(int).tolist():  # none touches a digit's box
             assert not changed[y0:y1, x0:x1].any()
     assert marks > 1000  # the marks are there, with the contrast digits have
-    ds.write_dataset(tmp_path / "with", {"train": 2, "heldout": 2}, 160, seed=3, formats=("seg",), distractors=6)
+    ds.write_dataset(tmp_path / "with", {"train": 2, "heldout": 2}, 160, seed=3, formats=("seg",), distractors=6,
+                     text=4, printed=12)
     ds.write_dataset(tmp_path / "without", {"train": 2, "heldout": 2}, 160, seed=3, formats=("seg",))
     for split, same in (("heldout", True), ("train", False)):
         pair = [(tmp_path / d / split / "images" / "000000.jpg").read_bytes() for d in ("with", "without")]
@@ -235,3 +236,18 @@ def test_text_lines_are_background_kept_clear_of_digits_and_change_nothing_else(
     assert len(inked) >= 15
     assert all(rows[-1] - rows[0] + 1 <= 30 for rows in inked)  # small print: one line, at most 24 px type
     assert np.mean([(a >= 0.5).any(0).sum() for a in lines]) > 40  # words, not a letter
+
+
+def test_printed_text_runs_under_the_digits_and_leaves_the_masks_alone(ds):
+    pools = ds.load_pools("train")
+    crossed = 0
+    for seed in range(6):
+        plain = ds.make_scene(np.random.default_rng(seed), pools, 320, 240, distractors=6, soft=0.5)
+        printed = ds.make_scene(np.random.default_rng(seed), pools, 320, 240, distractors=6, soft=0.5, printed=12)
+        np.testing.assert_array_equal(plain.mask, printed.mask)  # the print is background
+        np.testing.assert_array_equal(plain.boxes, printed.boxes)
+        diff = np.abs(printed.image.astype(int) - plain.image.astype(int)).max(2)
+        for x0, y0, x1, y1 in plain.boxes.astype(int).tolist():
+            off_ink = plain.mask[y0:y1, x0:x1] == 0
+            crossed += int((diff[y0:y1, x0:x1][off_ink] > 60).sum() > 20)  # print inside a digit's box
+    assert crossed >= 3
