@@ -474,9 +474,10 @@ def _print_block(rng: np.random.Generator, image: np.ndarray, lines: int) -> np.
                  for _ in range(int(rng.integers(3, 10)))]  # fmt: skip
         draw.text((x, y + round(k * step)), " ".join(words), fill=255, font=font)
     alpha = np.asarray(canvas, np.float32)[..., None] / 255
-    if not alpha.any():
-        return image
-    colour = _plain_ink(rng, image[alpha[..., 0] >= 0.5] @ LUMA)
+    inked = alpha[..., 0] >= 0.5
+    if not inked.any():  # the block fell outside the scene
+        return image.copy()
+    colour = _plain_ink(rng, image[inked] @ LUMA)
     return image * (1 - alpha) + colour * alpha
 
 

@@ -5,7 +5,7 @@
 #
 #   bash weights/rebuild_unet_digits.sh [WORK_DIR]
 #
-# Nine runs and four means, as the shipped file was made, all on scenes that also hold typeset
+# Ten runs and five means, as the shipped file was made, all on scenes that also hold typeset
 # letters, signs and simple shapes that are not digits (--distractors 6), so that text, flags and
 # badges are not taken for digits:
 #   1. 58 epochs from scratch on 2,000 scenes, 256 px crops;
@@ -26,11 +26,16 @@
 #      shipped file's run stopped in epoch 9, when the GPU's time ran out: its best was epoch 8);
 #  10. 24 epochs of fine-tuning from step 7's mean on 9,000 scenes of three more seeds, 3,000
 #      each: one plain, two with --soft 0.5 --plain-ink 0.5 --text 4; 224 px crops, bf16 (--amp);
-#  11. the mean of step 7's mean, run 9 and run 10.
+#  11. the mean of step 7's mean, run 9 and run 10;
+#  12. 8 epochs of fine-tuning from that mean on 6,000 scenes of two more seeds where blocks of
+#      typeset lines are printed under the digits (--printed 12), so that digits cross the print
+#      as on a page: one seed with --soft 0.5 --plain-ink 0.5 --text 4, one with --soft 0.5 --text 4;
+#      224 px crops, bf16 (--amp);
+#  13. the mean of step 11's mean and run 12.
 # Runs 1, 2, 8 and 9 want a GPU (an H200: 250 s, 225 s, 223 s and 313 s of epochs; on a 2-core
 # CPU an epoch of run 1 takes about 4 minutes, one of run 8 about half an hour); runs 3, 4, 5
-# and 6 took 44, 36, 35 and 39 minutes on a 2-core CPU, run 10 about 3 hours (with bf16, on a CPU
-# with avx512_bf16).
+# and 6 took 44, 36, 35 and 39 minutes on a 2-core CPU, run 10 about 3 hours and run 12 about 40
+# minutes (with bf16, on a CPU with avx512_bf16).
 # Prints the held-out scores and the sha256 that weights/README.md records.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -110,6 +115,16 @@ link "$work/long/all" "$work"/long/crisp18 "$work"/long/ptext16 "$work"/long/pte
 $vt train --task segment "$work/long/all" --model "$work/mean2356.safetensors" --epochs 24 --image-size 224 \
     --batch-size 16 --lr 0.001 --warmup-epochs 0.5 --no-flip --seed 0 --amp --output "$work/run10" --quiet
 (cd "$work" && $vt weights average mean2356.safetensors run9/best.safetensors run10/best.safetensors \
+    --output mean-9-10.safetensors --quiet)
+# Run 12: two more seeds of 3,000 scenes with print under the digits, validation on 60 of the first.
+python scripts/digit_scenes.py "$work/print/print60" --format seg --train 3000 --val 60 --heldout 0 \
+    --distractors 6 --soft 0.5 --plain-ink 0.5 --text 4 --printed 12 --seed 60
+python scripts/digit_scenes.py "$work/print/print61" --format seg --train 3000 --val 0 --heldout 0 \
+    --distractors 6 --soft 0.5 --text 4 --printed 12 --seed 61
+link "$work/print/all" "$work"/print/print60 "$work"/print/print61
+$vt train --task segment "$work/print/all" --model "$work/mean-9-10.safetensors" --epochs 8 --image-size 224 \
+    --batch-size 16 --lr 0.0005 --warmup-epochs 0.3 --no-flip --seed 0 --amp --output "$work/run12" --quiet
+(cd "$work" && $vt weights average mean-9-10.safetensors run12/best.safetensors \
     --output unet-digits.safetensors --quiet)
 cp "$work/unet-digits.safetensors" weights/unet-digits.safetensors
 $vt val weights/unet-digits.safetensors "$work/digit-seg-2000/heldout" --json > "$work/heldout.json"
