@@ -339,18 +339,22 @@ def _frame_alpha(canvas: Image.Image, x: int, y: int, width: int, height: int) -
 TEXT_LETTERS = "acehkmnruvwxEFHKMNRUVWX"  # no letter that a handwritten digit resembles
 
 
+def _words(rng: np.random.Generator, fewest: int, most: int) -> str:
+    """fewest..most made-up words of 2..8 letters of TEXT_LETTERS, separated by spaces."""
+    return " ".join(
+        "".join(TEXT_LETTERS[k] for k in rng.integers(len(TEXT_LETTERS), size=int(rng.integers(2, 9))))
+        for _ in range(int(rng.integers(fewest, most + 1)))
+    )
+
+
 def _draw_text_line(rng: np.random.Generator, width: int, height: int, blur: float = 0.0) -> np.ndarray:
     """The alpha (0..1, height x width) of a line of one to five typeset words, 8..24 px tall, anywhere:
     the small print of pages, signs and labels, which a digit model must leave alone."""
     from PIL import ImageDraw, ImageFont
 
     size = int(rng.integers(8, 25))
-    words = [
-        "".join(TEXT_LETTERS[k] for k in rng.integers(len(TEXT_LETTERS), size=int(rng.integers(2, 9))))
-        for _ in range(int(rng.integers(1, 6)))
-    ]
     canvas = Image.new("L", (width, 2 * size), 0)
-    ImageDraw.Draw(canvas).text((0, size // 2), " ".join(words), fill=255, font=ImageFont.load_default(size))
+    ImageDraw.Draw(canvas).text((0, size // 2), _words(rng, 1, 5), fill=255, font=ImageFont.load_default(size))
     if blur:
         canvas = canvas.filter(ImageFilter.GaussianBlur(blur * size / 20))
     x, y = int(rng.integers(-width // 4, width)), int(rng.integers(-size, height - size))
@@ -470,9 +474,7 @@ def _print_block(rng: np.random.Generator, image: np.ndarray, lines: int) -> np.
     canvas = Image.new("L", (width, height), 0)
     draw, font = ImageDraw.Draw(canvas), ImageFont.load_default(size)
     for k in range(lines):
-        words = ["".join(TEXT_LETTERS[i] for i in rng.integers(len(TEXT_LETTERS), size=int(rng.integers(2, 9))))
-                 for _ in range(int(rng.integers(3, 10)))]  # fmt: skip
-        draw.text((x, y + round(k * step)), " ".join(words), fill=255, font=font)
+        draw.text((x, y + round(k * step)), _words(rng, 3, 9), fill=255, font=font)
     alpha = np.asarray(canvas, np.float32)[..., None] / 255
     inked = alpha[..., 0] >= 0.5
     if not inked.any():  # the block fell outside the scene
