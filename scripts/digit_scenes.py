@@ -531,8 +531,9 @@ def write_dataset(
         for i in range(counts[split]):
             rng = np.random.default_rng([seed, SPLIT_IDS[split], i])
             width, height = (size, size) if size else (int(v) for v in rng.integers(MIN_SIDE, MAX_SIDE + 1, 2))
-            scene = make_scene(rng, pools, width, height, distractors if split != "heldout" else 0, soft, plain,
-                               text if split != "heldout" else 0, printed if split != "heldout" else 0)
+            marked = split != "heldout"  # held-out scenes never get marks, text or print
+            scene = make_scene(rng, pools, width, height, distractors if marked else 0, soft, plain,
+                               text if marked else 0, printed if marked else 0)
             stem = f"{i:06d}"
             _save_jpeg(scene.image, images_dir / f"{stem}.jpg", int(rng.integers(60, 96)))
             if "yolo" in formats:
@@ -618,8 +619,8 @@ def main() -> None:
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     counts = {"train": args.train, "val": args.val, "heldout": args.heldout}
     try:
-        write_dataset(args.out, counts, args.size, args.seed, formats, args.masks, args.distractors, args.soft, args.plain_ink, args.text,
-                      args.printed)
+        write_dataset(args.out, counts, args.size, args.seed, formats, args.masks, args.distractors, args.soft,
+                      args.plain_ink, args.text, args.printed)
     except ValueError as e:
         parser.error(str(e))
 
