@@ -311,6 +311,63 @@ def test_a_checkpoint_is_fine_tuned_with_its_weights_and_a_new_head_for_other_cl
     assert torch.allclose(tuned["down.0.0.weight"], start["down.0.0.weight"], atol=0.05)  # started from it
 
 
+def _at_scales(net, x, scales):
+    """The mean of the class probabilities of `net` run at `scales` of x, each resized back."""
+    import torch.nn.functional as F
+
+    probs = [F.interpolate(net(F.interpolate(x, scale_factor=s, mode="bilinear")), size=x.shape[-2:],
+                           mode="bilinear").softmax(1) for s in scales]
+    return sum(probs) / len(probs)
+
+
+def test_a_run_with_scales_validates_and_segments_at_them_and_its_fine_tunes_keep_them(trained, tmp_path):
+    from safetensors.torch import load_file
+
+    from visiontool.models.loader import load_model
+
+    data, run, _, cfg = trained
+    out = tmp_path / "scaled"
+    train(TrainConfig(**{**cfg.__dict__, "model": str(run / "best.safetensors"), "epochs": 1, "lr": 1e-9,
+                         "warmup_epochs": 0, "scales": "0.5,1,1.5", "out": str(out)}))
+    loaded = load_model(str(out / "best.safetensors"))
+    assert loaded.info.extra["scales"] == [0.5, 1.0, 1.5]
+    # the network alone, from the checkpoint's tensors, run at the three scales by hand
+    net = UNet(3, **loaded.info.extra["arch_kwargs"]).eval()
+    net.load_state_dict(load_file(out / "best.safetensors"))
+    pp, confusion, single = loaded.info.preprocess, np.zeros((3, 3), np.int64), np.zeros((3, 3), np.int64)
+    for path in sorted((data / "val" / "images").iterdir()):
+        truth = np.array(Image.open(data / "val" / "masks" / path.name)).astype(np.int64)
+        x = torch.from_numpy(pp(Image.open(path)))[None]
+        with torch.inference_mode():
+            got = loaded.module(x)
+            want = _at_scales(net, x, (0.5, 1.0, 1.5))
+            alone = net(x).argmax(1)[0].numpy()
+        assert torch.allclose(got.exp(), want, atol=1e-5)
+        pred, keep = got.argmax(1)[0].numpy(), truth != 255
+        confusion += np.bincount(truth[keep] * 3 + pred[keep], minlength=9).reshape(3, 3)
+        single += np.bincount(truth[keep] * 3 + alone[keep], minlength=9).reshape(3, 3)
+    miou = np.mean(np.diag(confusion) / (confusion.sum(0) + confusion.sum(1) - np.diag(confusion)))
+    # validation during training and `val` both score the three scales, not the network alone
+    assert float(_rows(out)[0]["val_miou"]) == pytest.approx(miou, abs=1e-6)
+    report = json.loads(CliRunner().invoke(app, ["val", str(out / "best.safetensors"), str(data), "--json", "-q"]).stdout)
+    assert report["miou"] == pytest.approx(miou, abs=1e-6)
+    assert not np.array_equal(confusion, single)
+    again = train(TrainConfig(**{**cfg.__dict__, "model": str(out / "best.safetensors"), "epochs": 1,
+                                 "out": str(tmp_path / "again")}))
+    assert load_model(str(again.run_dir / "best.safetensors")).info.extra["scales"] == [0.5, 1.0, 1.5]
+
+
+@pytest.mark.parametrize("scales,message", [("0.75,x", "are not numbers"), ("0.1,1", "each must lie in [0.25, 4]"),
+                                            ("1,1", "give 1 to 8 different ones")])
+def test_wrong_scales_are_refused_in_one_line(tmp_path, scales, message):
+    root = make_segmentation(tmp_path / "p", train=3, val=2)
+    result = CliRunner().invoke(app, ["train", "--task", "segment", str(root), "--epochs", "1", "--scales", scales,
+                                      "-o", str(tmp_path / "run"), "-q"])
+    assert result.exit_code == 2
+    assert "error: --scales: scales " in result.stderr and scales in result.stderr
+    assert message in result.stderr and not (tmp_path / "run").exists()
+
+
 def test_train_help_offers_the_segment_task():
     result = CliRunner().invoke(app, ["train", "--help"], terminal_width=200)
     assert "classify|detect|segment" in result.output
@@ -323,8 +380,8 @@ def test_torchvision_models_get_resized_classifiers_and_the_auxiliary_loss():
     from visiontool.train.segment import AUX_WEIGHT, SegmentTraining, _model
 
     cfg = TrainConfig(task="segment", data="unused", model="deeplabv3_mobilenet_v3_large")
-    module, kwargs, _, _ = _model(cfg, registry.get_spec(cfg.model), 3, None)
-    assert kwargs == {"aux_loss": True}
+    module, kwargs, _, _, scales = _model(cfg, registry.get_spec(cfg.model), 3, None)
+    assert kwargs == {"aux_loss": True} and scales == (1.0,)
     module.train()
     x, y = torch.randn(2, 3, 64, 64), torch.randint(0, 3, (2, 64, 64))
     y[0, 0] = 255
@@ -363,7 +420,8 @@ def test_a_model_of_another_task_is_refused_with_both_ways_out(tmp_path):
 @pytest.mark.parametrize("task,option,reader", [("segment", ["--label-smoothing", "0.2"], "classify"),
                                                  ("classify", ["--style-image", "x.png"], "stylize"),
                                                  ("detect", ["--augment", "randaugment"], "classify"),
-                                                 ("stylize", ["--pretrained"], "classify, detect, segment")])
+                                                 ("stylize", ["--pretrained"], "classify, detect, segment"),
+                                                 ("classify", ["--scales", "1,2"], "segment")])
 def test_an_option_the_task_never_reads_is_refused_not_ignored(tmp_path, task, option, reader):
     root = make_segmentation(tmp_path / "p", train=3, val=2)
     result = CliRunner().invoke(app, ["train", "--task", task, str(root), "--epochs", "1", *option,

@@ -67,6 +67,7 @@ def train(
     tv_weight: opt.TvWeight = None,
     loss_net: opt.LossNet = None,
     width: opt.Width = None,
+    scales: opt.Scales = None,
     device: opt.Device = _D.device,
     workers: opt.Workers = None,
     resume: Annotated[Optional[Path], typer.Option(metavar="RUN_DIR", help="Continue the run in RUN_DIR from its last finished epoch. The original command line may be repeated: only options whose values differ from the run's are refused (--epochs, --patience, --device, --workers and --quiet may change).", show_default=False)] = None,
@@ -99,7 +100,7 @@ def train(
             device=device, workers=workers, out=str(run_dir) if run_dir is not None else None, quiet=quiet,
             command=command, style_image=str(style_image) if style_image is not None else None,
             content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
-            loss_net=loss_net, width=width,
+            loss_net=loss_net, width=width, scales=scales,
         )
         _print_run_dir(engine.train(cfg))
 

@@ -275,10 +275,11 @@ def task_of(arch: str) -> str | None:
     return next((t for t in _torchvision_modules() if arch in _torchvision_names(t)), None)
 
 
-def for_inference(arch: str, module: "nn.Module") -> "nn.Module":
+def for_inference(arch: str, module: "nn.Module", scales: tuple[float, ...] = (1.0,)) -> "nn.Module":
     """The module as the backends run it: torchvision's detectors answer with a list of dicts,
     which an adapter turns into padded tensors (one output convention for every detector);
-    every segmentation model answers with logits at input resolution through its adapter."""
+    every segmentation model answers with logits at input resolution through its adapter, run
+    at `scales` of its input."""
     if arch in _torchvision_names(TASK_DETECT):
         from visiontool.models.detection import TorchvisionDetector
 
@@ -286,7 +287,7 @@ def for_inference(arch: str, module: "nn.Module") -> "nn.Module":
     if task_of(arch) == TASK_SEGMENT:
         from visiontool.models.segmentation import SegmentationLogits
 
-        return SegmentationLogits(module)
+        return SegmentationLogits(module, scales)
     return module
 
 

@@ -31,6 +31,29 @@ MIN_PIXEL_AGREEMENT = 0.995  # export verification: share of pixels whose class 
 DEFAULT_MASK_DIR = "segment-out"
 CSV_COLUMNS = ["path", "width", "height", "mask", "classes", "error"]
 MAX_CLASSES = 255  # mask values are bytes, and 255 marks ignored pixels
+MAX_SCALES = 8  # scales a model may be run at (each costs a pass; models/segmentation.py)
+SCALE_RANGE = (0.25, 4.0)
+
+
+def checked_scales(values) -> tuple[float, ...]:
+    """The scales a segmentation model runs at, as floats (1 to MAX_SCALES of them, each in
+    SCALE_RANGE, none twice); ValueError saying what is wrong. `values`: a list of numbers or
+    text such as "0.75,1,1.25"."""
+    if isinstance(values, str):
+        try:
+            values = [float(v) for v in values.split(",")]
+        except ValueError:
+            raise ValueError(f"scales {values!r} are not numbers: give them as 0.75,1,1.25") from None
+    if not isinstance(values, (list, tuple)) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise ValueError(f"scales {values!r} are not a list of numbers")
+    scales = tuple(float(v) for v in values)
+    lo, hi = SCALE_RANGE
+    if not 1 <= len(scales) <= MAX_SCALES or len(set(scales)) != len(scales):
+        raise ValueError(f"scales {','.join(f'{v:g}' for v in scales)}: give 1 to {MAX_SCALES} different ones")
+    if not all(lo <= v <= hi for v in scales):
+        raise ValueError(f"scales {','.join(f'{v:g}' for v in scales)}: each must lie in [{lo:g}, {hi:g}]")
+    return scales
 
 
 def mask_dir(save_dir: str | Path | None, output: str | Path | None) -> Path:

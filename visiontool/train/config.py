@@ -64,6 +64,8 @@ class TrainConfig:
     tv_weight: float | None = None  # weight of the total-variation loss (smoothness of the output)
     loss_net: str | None = None  # auto | vgg16 | vgg19 | random: the network the losses are measured with
     width: int | None = None  # channels of the style network's first layer (32: Johnson et al.'s)
+    # segment only
+    scales: str | None = None  # "0.75,1,1.25": the scales the checkpoint segments at; None: 1 (or the start's)
     quiet: bool = False  # no progress bars or per-epoch lines
     command: str = ""  # the command line that started the run, for command.txt and checkpoints
 
@@ -104,6 +106,13 @@ class TrainConfig:
                 raise UsageError(f"--{name.replace('_', '-')} cannot be negative")
         if self.width is not None and self.width < 1:
             raise UsageError("--width must be at least 1")
+        if self.scales is not None:
+            from visiontool.tasks.segment import checked_scales
+
+            try:
+                checked_scales(self.scales)
+            except ValueError as err:
+                raise UsageError(f"--scales: {err}") from None
         lr = self.lr if self.lr is not None else default_lr(self.optimizer, batch_size, self.pretrained)
         if lr <= 0:
             raise UsageError("--lr must be positive")
