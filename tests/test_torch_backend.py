@@ -26,6 +26,26 @@ def test_folded_batch_norm_matches_the_plain_module():
     np.testing.assert_allclose(backend(x)[0], expected, rtol=1e-4, atol=1e-5)
 
 
+def test_a_network_run_at_several_scales_has_each_batch_norm_folded_once():
+    """The segmentation adapter calls its network once per scale: folding must not fold a
+    convolution's batch norm into it once per call."""
+    from visiontool.models.segmentation import SegmentationLogits
+    from visiontool.models.unet import UNet
+
+    torch.manual_seed(0)
+    net = UNet(3, widths=(8, 8, 16)).eval()
+    for bn in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+    adapter = SegmentationLogits(net, (0.5, 1.0, 1.5)).eval()
+    x = np.random.default_rng(0).standard_normal((1, 3, 40, 56)).astype(np.float32)
+    with torch.inference_mode():
+        expected = adapter(torch.from_numpy(x)).numpy()
+    backend = TorchBackend(adapter, "cpu")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in backend.module.modules())
+    np.testing.assert_allclose(backend(x)[0], expected, rtol=1e-4, atol=1e-4)
+
+
 def test_cuda_without_cuda_is_a_usage_error():
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")

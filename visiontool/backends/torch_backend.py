@@ -3,6 +3,8 @@ it, channels_last (together about 1.3x faster than the plain module on CPU)."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
@@ -27,9 +29,21 @@ def fold_batch_norm(module: torch.nn.Module) -> torch.nn.Module:
     instead of two). Needs a traceable graph; a model that cannot be traced runs as it is."""
     if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules()):
         return module
+    from torch.fx import symbolic_trace
     from torch.fx.experimental.optimization import fuse
 
     try:
+        traced = symbolic_trace(module)
+        parts = dict(traced.named_modules())
+        folded = (torch.nn.modules.conv._ConvNd, torch.nn.modules.batchnorm._BatchNorm)
+        called = [n.target for n in traced.graph.nodes if n.op == "call_module" and isinstance(parts[n.target], folded)]
+        if len(called) != len(set(called)):
+            # a network run more than once (at several scales): folding the whole would fold a
+            # convolution once per call; each child is folded on its own, once (in a copy, as fuse)
+            module = copy.deepcopy(module)
+            for name, child in module.named_children():
+                setattr(module, name, fold_batch_norm(child))
+            return module
         return fuse(module)
     except Exception:  # data-dependent control flow: tracing fails, the plain module still works
         return module
