@@ -5,7 +5,7 @@
 #
 #   bash weights/rebuild_unet_digits.sh [WORK_DIR]
 #
-# Ten runs and five means, as the shipped file was made, all on scenes that also hold typeset
+# Eleven runs and six means, as the shipped file was made, all on scenes that also hold typeset
 # letters, signs and simple shapes that are not digits (--distractors 6), so that text, flags and
 # badges are not taken for digits:
 #   1. 58 epochs from scratch on 2,000 scenes, 256 px crops;
@@ -31,11 +31,18 @@
 #      typeset lines are printed under the digits (--printed 12), so that digits cross the print
 #      as on a page: one seed with --soft 0.5 --plain-ink 0.5 --text 4, one with --soft 0.5 --text 4;
 #      224 px crops, bf16 (--amp);
-#  13. the mean of step 11's mean and run 12.
+#  13. the mean of step 11's mean and run 12;
+#  14. 4 epochs of fine-tuning from that mean on 6,000 scenes of two more seeds with print under the
+#      digits: one with --soft 0.5 --plain-ink 0.5 --text 4, one with --soft 0.8 --plain-ink 0.8;
+#      224 px crops, fp32, and --scales 0.75,1,1.25: validation and the checkpoint segment each
+#      image at three scales and average the class probabilities (the shipped file's run was
+#      stopped after epoch 3, when the time there was ran short: its best);
+#  15. the mean of run 14 and step 13's mean, which keeps run 14's scales (the first checkpoint's).
 # Runs 1, 2, 8 and 9 want a GPU (an H200: 250 s, 225 s, 223 s and 313 s of epochs; on a 2-core
 # CPU an epoch of run 1 takes about 4 minutes, one of run 8 about half an hour); runs 3, 4, 5
 # and 6 took 44, 36, 35 and 39 minutes on a 2-core CPU, run 10 about 3 hours and run 12 about 40
-# minutes (with bf16, on a CPU with avx512_bf16).
+# minutes (with bf16, on a CPU with avx512_bf16), run 14 about an hour (fp32; a CPU without
+# avx512_bf16 runs bf16 several times slower than fp32).
 # Prints the held-out scores and the sha256 that weights/README.md records.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -125,6 +132,17 @@ link "$work/print/all" "$work"/print/print60 "$work"/print/print61
 $vt train --task segment "$work/print/all" --model "$work/mean-9-10.safetensors" --epochs 8 --image-size 224 \
     --batch-size 16 --lr 0.0005 --warmup-epochs 0.3 --no-flip --seed 0 --amp --output "$work/run12" --quiet
 (cd "$work" && $vt weights average mean-9-10.safetensors run12/best.safetensors \
+    --output mean-12.safetensors --quiet)
+# Run 14: two more seeds of 3,000 scenes with print under the digits, validation on 60 of the first;
+# from here on the model segments at three scales.
+python scripts/digit_scenes.py "$work/scaled/print64" --format seg --train 3000 --val 60 --heldout 0 \
+    --distractors 6 --soft 0.5 --plain-ink 0.5 --text 4 --printed 12 --seed 64
+python scripts/digit_scenes.py "$work/scaled/print65" --format seg --train 3000 --val 0 --heldout 0 \
+    --distractors 6 --soft 0.8 --plain-ink 0.8 --printed 12 --seed 65
+link "$work/scaled/all" "$work"/scaled/print64 "$work"/scaled/print65
+$vt train --task segment "$work/scaled/all" --model "$work/mean-12.safetensors" --epochs 4 --image-size 224 \
+    --batch-size 16 --lr 0.0005 --warmup-epochs 0.3 --no-flip --seed 0 --scales 0.75,1,1.25 --output "$work/run14" --quiet
+(cd "$work" && $vt weights average run14/best.safetensors mean-12.safetensors \
     --output unet-digits.safetensors --quiet)
 cp "$work/unet-digits.safetensors" weights/unet-digits.safetensors
 $vt val weights/unet-digits.safetensors "$work/digit-seg-2000/heldout" --json > "$work/heldout.json"
