@@ -97,6 +97,8 @@ def scene_confusions(model: str, folder: Path, work: Path) -> np.ndarray:
 
 
 def scores(confusions: np.ndarray, labels: list[str], draws: int = 2000) -> dict:
+    """The scores of all scenes together, and the 2.5th and 97.5th percentiles of the mIoU over
+    `draws` resamples of the scenes with replacement (scenes, not pixels, are what was sampled)."""
     from visiontool.train.metrics import segmentation_scores
 
     total = segmentation_scores(confusions.sum(0))
