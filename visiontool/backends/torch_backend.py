@@ -44,7 +44,7 @@ def fold_batch_norm(module: torch.nn.Module) -> torch.nn.Module:
             for name, child in module.named_children():
                 setattr(module, name, fold_batch_norm(child))
             return module
-        return fuse(module)
+        return fuse(traced, no_trace=True)  # the trace above, not a second one
     except Exception:  # data-dependent control flow: tracing fails, the plain module still works
         return module
 
