@@ -14,9 +14,12 @@ against the mean of the patch under it, JPEG quality 90. Two ways to put a digit
   hard   its ink pixels painted over: aliased edges
 
 Prints one JSON object: per way, mIoU, pixel accuracy and per-class IoU of the masks `visiontool
-segment` writes (one pixel confusion matrix over all scenes, as `visiontool val` counts it), and a
+segment` writes (one pixel confusion matrix over all scenes, as `visiontool val` counts it), a
 95% interval of the mIoU from 2,000 bootstrap resamples of the scenes: how far another set of
-scenes of the same size might land.
+scenes of the same size might land, and `read_as_digit`: per band of the digits' ink alpha under
+a pixel (0 far from any digit, 1 in a stroke's core; a pixel is a digit's from 0.5), the share
+of the band's pixels marked as some digit. The two ways share their scenes and so their bands:
+where they differ is what the edges cost.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from detect_folder import digit_scenes
 from PIL import Image
 
 WAYS = ("alpha", "hard")
+ALPHA_BANDS = (0, 0.05, 0.3, 0.5, 0.7, 0.9, 1)  # edges of the ink-alpha bands of read_as_digit
 
 
 def write_scenes(out: Path, way: str, count: int, seed: int) -> None:
@@ -42,6 +46,7 @@ def write_scenes(out: Path, way: str, count: int, seed: int) -> None:
     pools = digit_scenes().load_pools("heldout")
     (out / "images").mkdir(parents=True)
     (out / "masks").mkdir()
+    (out / "bands").mkdir()
     rng = np.random.default_rng(seed)
     for k in range(count):
         width, height = int(rng.integers(200, 641)), int(rng.integers(200, 481))
@@ -52,6 +57,7 @@ def write_scenes(out: Path, way: str, count: int, seed: int) -> None:
         box = (x0, y0, x0 + width * zoom, y0 + height * zoom)
         image = np.asarray(source.resize((width, height), Image.Resampling.BILINEAR, box=box), np.float32).copy()
         mask = np.zeros((height, width), np.uint8)
+        ink_alpha = np.zeros((height, width), np.float32)
         taken: list[tuple[int, int, int, int]] = []
         for _ in range(int(rng.integers(2, 7))):
             i = rng.integers(len(pools.digits))
@@ -75,25 +81,36 @@ def write_scenes(out: Path, way: str, count: int, seed: int) -> None:
             else:
                 region[:] = region * (1 - alpha[..., None]) + colour * alpha[..., None]
             mask[y : y + side, x : x + side][ink] = 1 + pools.labels[i]
+            ink_alpha[y : y + side, x : x + side] = alpha
         rgb = np.clip(image, 0, 255).astype(np.uint8)
         cv2.imwrite(str(out / "images" / f"{k:04d}.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
         Image.fromarray(mask).save(out / "masks" / f"{k:04d}.png")
+        Image.fromarray(np.digitize(ink_alpha, ALPHA_BANDS[1:-1]).astype(np.uint8)).save(out / "bands" / f"{k:04d}.png")
     (out / "classes.txt").write_text("\n".join(["background", *map(str, range(10))]) + "\n")
 
 
-def scene_confusions(model: str, folder: Path, work: Path) -> np.ndarray:
-    """[scene][true][predicted] pixel counts of `visiontool segment`'s masks for the scenes in `folder`."""
+def scene_confusions(model: str, folder: Path, work: Path) -> tuple[np.ndarray, dict]:
+    """([scene][true][predicted] pixel counts of `visiontool segment`'s masks for the scenes in
+    `folder`, {alpha band: share of its pixels the masks mark as a digit})."""
     rows = work / "rows.jsonl"
     subprocess.run([sys.executable, "-m", "visiontool", "segment", str(folder / "images"), "--model", model,
                     "--save-dir", str(work / "masks"), "--output", str(rows), "-q"], check=True)
     classes = len((folder / "classes.txt").read_text().split())
     confusions = []
+    bands = len(ALPHA_BANDS) - 1
+    marked, pixels = np.zeros(bands), np.zeros(bands)
     for row in map(json.loads, rows.read_text().splitlines()):
-        truth = np.asarray(Image.open(folder / "masks" / (Path(row["path"]).stem + ".png")), np.int64)
+        stem = Path(row["path"]).stem
+        truth = np.asarray(Image.open(folder / "masks" / f"{stem}.png"), np.int64)
         predicted = np.asarray(Image.open(row["mask"]), np.int64)
         counts = np.bincount((truth * classes + predicted).ravel(), minlength=classes * classes)
         confusions.append(counts.reshape(classes, classes))
-    return np.stack(confusions)
+        band = np.asarray(Image.open(folder / "bands" / f"{stem}.png"), np.int64).ravel()
+        marked += np.bincount(band, weights=(predicted > 0).ravel(), minlength=bands)
+        pixels += np.bincount(band, minlength=bands)
+    read = {f"{lo:g}-{hi:g}": round(float(m / max(n, 1)), 4)
+            for lo, hi, m, n in zip(ALPHA_BANDS, ALPHA_BANDS[1:], marked, pixels)}
+    return np.stack(confusions), read
 
 
 def scores(confusions: np.ndarray, labels: list[str], draws: int = 2000) -> dict:
@@ -122,7 +139,8 @@ def main() -> None:
             folder = Path(tmp) / way
             write_scenes(folder, way, a.scenes, a.seed)
             labels = (folder / "classes.txt").read_text().split()
-            report[way] = scores(scene_confusions(a.model, folder, Path(tmp) / f"{way}-out"), labels)
+            confusions, read = scene_confusions(a.model, folder, Path(tmp) / f"{way}-out")
+            report[way] = {**scores(confusions, labels), "read_as_digit": read}
     print(json.dumps(report, indent=1))
 
 
