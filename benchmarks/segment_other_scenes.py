@@ -41,7 +41,6 @@ ALPHA_BANDS = (0, 0.05, 0.3, 0.5, 0.7, 0.9, 1)  # edges of the ink-alpha bands o
 
 def write_scenes(out: Path, way: str, count: int, seed: int) -> None:
     import cv2
-    from PIL import Image
 
     pools = digit_scenes().load_pools("heldout")
     (out / "images").mkdir(parents=True)
