@@ -213,7 +213,7 @@ Width = Annotated[
 Scales = Annotated[
     Optional[str],
     typer.Option(metavar="S,S,...", show_default=False,
-                 help="Segment each image at these scales of it and average the class probabilities "
+                 help="Segment each image at these scales of it and average the log class probabilities "
                  "(train --task segment: validation and the checkpoint do; costs one pass per scale; "
                  "e.g. 0.75,1,1.25; default: 1, or the fine-tuned checkpoint's)."),
 ]

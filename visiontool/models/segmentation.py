@@ -7,9 +7,12 @@ ONNX backend all share.
 
 A model may be run at several scales of its input (the checkpoint's "scales", set by
 `train --task segment --scales`): the adapter resizes the input by each factor, runs the model,
-resizes its logits back and answers with the log of the mean class probabilities, so the argmax
-is the vote of the scales and a cross-entropy still reads the answer as logits. Inside the
-adapter, the ONNX export holds the scales too: both backends segment alike.
+resizes its logits back and answers with the mean of the scales' log class probabilities (the
+log of their geometric mean), so the argmax is the scales' joint answer and a cross-entropy still
+reads it as logits. The geometric mean rather than the arithmetic one: a class must be likely at
+every scale, which scored 0.002-0.005 mIoU higher on each of the shipped digit segmenter's sets
+of test scenes (weights/README.md). Inside the adapter, the ONNX export holds the scales too: both
+backends segment alike.
 
 Images of different sizes (preprocessing that keeps the aspect ratio) come one at a time: the
 backends run such a batch image by image (backends.stack_outputs).
@@ -20,9 +23,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-PROBABILITY_FLOOR = 1e-6
-
 
 class SegmentationLogits(nn.Module):
     def __init__(self, model: nn.Module, scales: tuple[float, ...] = (1.0,)) -> None:
@@ -45,10 +45,10 @@ class SegmentationLogits(nn.Module):
                 logits = self._logits(scaled)
                 if scale != 1:
                     logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-                probs = logits.float().softmax(1)
-                total = probs if total is None else total + probs
-            # a floor keeps the log finite (fp16 included), far below any class that could win
-            out = torch.log((total / len(self.scales)).clamp_min(PROBABILITY_FLOOR))
+                # in float32, so that fp16 logits give finite log-probabilities
+                log_probs = logits.float().log_softmax(1)
+                total = log_probs if total is None else total + log_probs
+            out = total / len(self.scales)
         # In the standard layout even when the network ran channels-last (the torch backend's
         # choice): torch reorders in parallel, several times faster than numpy would later.
         return out.contiguous()
