@@ -429,3 +429,24 @@ def test_an_option_the_task_never_reads_is_refused_not_ignored(tmp_path, task, o
     assert result.exit_code == 2
     assert f"{option[0]} does not apply to --task {task} (it is for --task {reader})" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_width_sets_a_unet_s_channels_from_scratch_and_nothing_else(tmp_path):
+    from safetensors.torch import load_file
+
+    from visiontool.models.loader import load_model
+
+    root = make_segmentation(tmp_path / "p", train=4, val=2)
+    base = ["train", "--task", "segment", str(root), "--epochs", "1", "--batch-size", "4", "--image-size", "32"]
+    result = CliRunner().invoke(app, [*base, "--width", "8", "-o", str(tmp_path / "narrow")])
+    assert result.exit_code == 0, result.output
+    assert "unet (widths 8, 12, 24, 48, 80): 3 classes" in result.stderr
+    ckpt = tmp_path / "narrow" / "best.safetensors"
+    assert load_model(str(ckpt)).info.extra["arch_kwargs"]["widths"] == [8, 12, 24, 48, 80]
+    assert load_file(ckpt)["down.0.0.weight"].shape == (8, 3, 3, 3)
+    for other, message in ((["--model", "lraspp_mobilenet_v3_large"], "lraspp_mobilenet_v3_large has its own"),
+                           (["--model", str(ckpt)], f"{ckpt} has its own")):
+        refused = CliRunner().invoke(app, [*base, "--width", "8", *other, "-o", str(tmp_path / "no"), "-q"])
+        assert refused.exit_code == 2
+        assert f"error: --width sets the channels of a UNet trained from scratch; {message}" in refused.stderr
+    assert not (tmp_path / "no").exists()

@@ -207,8 +207,8 @@ LossNet = Annotated[
 Width = Annotated[
     Optional[int],
     typer.Option(min=1, metavar="N", show_default=False,
-                 help="Channels of the style network's first layer; the others scale along "
-                 "(train --task stylize; default: 32, Johnson et al.'s)."),
+                 help="Channels of the network's first layer; the others scale along (train --task "
+                 "stylize: 32 by default, Johnson et al.'s; --task segment, a UNet from scratch: 16)."),
 ]
 Scales = Annotated[
     Optional[str],

@@ -33,6 +33,11 @@ WIDTHS = (16, 24, 48, 96, 160)  # channels at strides 1, 2, 4, 8, 16 (wide deep 
 DILATIONS = (2, 4)  # the context convs at stride 16
 
 
+def scaled_widths(first: int) -> list[int]:
+    """WIDTHS with `first` channels at full resolution, each deeper level in the same ratio to it."""
+    return [max(1, round(w * first / WIDTHS[0])) for w in WIDTHS]
+
+
 def _cbr(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 

@@ -63,7 +63,7 @@ class TrainConfig:
     style_weight: float | None = None  # weight of the style (Gram) loss
     tv_weight: float | None = None  # weight of the total-variation loss (smoothness of the output)
     loss_net: str | None = None  # auto | vgg16 | vgg19 | random: the network the losses are measured with
-    width: int | None = None  # channels of the style network's first layer (32: Johnson et al.'s)
+    width: int | None = None  # channels of the first layer (stylize: 32, Johnson et al.'s; segment's UNet: 16)
     # segment only
     scales: str | None = None  # "0.75,1,1.25": the scales the checkpoint segments at; None: 1 (or the start's)
     quiet: bool = False  # no progress bars or per-epoch lines

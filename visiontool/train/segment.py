@@ -49,7 +49,7 @@ class SegmentTraining(TaskTraining):
     default_model = DEFAULT_MODEL
     # Small crops of a small model: many steps matter more than big batches on a CPU.
     default_batch_size = 16
-    reads = frozenset({"pretrained", "scales"})
+    reads = frozenset({"pretrained", "scales", "width"})
 
     def __init__(self, cfg, dist, device, say) -> None:
         self.cfg, self.dist, self.device = cfg, dist, device
@@ -87,7 +87,9 @@ class SegmentTraining(TaskTraining):
         self.normalize = Normalize(self.preprocess, device)
 
     def describe(self) -> str:
-        return (f"{self.arch}: {len(self.labels)} classes, {self.n_train} training images, {len(self.val_set.images)} "
+        widths = self.arch_kwargs.get("widths")
+        arch = f"{self.arch} (widths {', '.join(map(str, widths))})" if widths else self.arch
+        return (f"{arch}: {len(self.labels)} classes, {self.n_train} training images, {len(self.val_set.images)} "
                 f"validation ({self.val_source}), {self.crop}px crops")
 
     def epoch_params(self, n, generator):
@@ -166,6 +168,8 @@ def _model(cfg, spec, num_classes: int, start: str | None):
     from visiontool.models import registry, unet
     from visiontool.models.loader import load_model
 
+    if cfg.width and (start is not None or spec.arch != unet.ARCH):
+        raise UsageError(f"--width sets the channels of a UNet trained from scratch; {cfg.model} has its own")
     if start is not None:
         loaded = load_model(start, None, quiet=cfg.quiet, num_classes=num_classes)
         pp = loaded.info.preprocess
@@ -176,6 +180,8 @@ def _model(cfg, spec, num_classes: int, start: str | None):
             raise UsageError(f"{spec.name} has no pretrained weights: drop --pretrained to train it from scratch")
         # the checkpoint records the sizes, so a later change of the defaults cannot break it
         kwargs = {"widths": list(unet.WIDTHS), "dilations": list(unet.DILATIONS), **spec.arch_kwargs}
+        if cfg.width:  # the first level's channels; the deeper levels keep their ratios to it
+            kwargs["widths"] = unet.scaled_widths(cfg.width)
         return registry.build(spec.arch, num_classes, **kwargs), kwargs, unet.MEAN, unet.STD, (1.0,)
     kwargs = {"aux_loss": True} if "lraspp" not in spec.arch else {}
     if cfg.pretrained:
