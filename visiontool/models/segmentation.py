@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+
 class SegmentationLogits(nn.Module):
     def __init__(self, model: nn.Module, scales: tuple[float, ...] = (1.0,)) -> None:
         super().__init__()
@@ -45,7 +46,7 @@ class SegmentationLogits(nn.Module):
                 logits = self._logits(scaled)
                 if scale != 1:
                     logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-                # in float32, so that fp16 logits give finite log-probabilities
+                # summed in float32 even where the network ran in fp16 (AMP, an fp16 export)
                 log_probs = logits.float().log_softmax(1)
                 total = log_probs if total is None else total + log_probs
             out = total / len(self.scales)
