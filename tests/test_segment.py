@@ -190,6 +190,25 @@ def test_onnx_masks_agree_with_pytorch_without_importing_torch(tiny, tmp_path, s
         assert same >= MIN_PIXEL_AGREEMENT, (a["path"], same)
 
 
+def test_an_image_too_small_for_the_model_is_that_image_s_error_not_the_run_s(tiny, tmp_path):
+    """A model that reads images at their own size, at 0.25x of them here: a 1-pixel image would
+    scale to nothing."""
+    ckpt, images = tiny
+    tensors, meta = checkpoint.load(ckpt)
+    as_is = {**meta["preprocess"], "fit": "none"}  # as `train --task segment` writes
+    ckpt = checkpoint.save(tmp_path / "quarter.safetensors", tensors, {**meta, "preprocess": as_is, "scales": [0.25, 1.0]})
+    Image.new("RGB", (1, 1), "white").save(tmp_path / "dot.png")
+    Image.new("RGB", (4, 30), "white").save(tmp_path / "sliver.png")
+    paths = [str(tmp_path / "dot.png"), str(images / "a.jpg"), str(tmp_path / "sliver.png")]
+    result = runner.invoke(app, ["segment", *paths, "--model", str(ckpt), "--save-dir", str(tmp_path / "out")])
+    assert result.exit_code == 3, result.output  # done, but an input skipped
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert rows[0]["error"] == ("image too small: 1 x 1 pixels; this model reads images at their own size and "
+                                "needs at least 4 pixels a side")
+    assert rows[1]["error"] is None and _mask(rows[1]["mask"]).shape == (48, 64)
+    assert rows[2]["error"] is None and _mask(rows[2]["mask"]).shape == (30, 4)
+
+
 def test_export_verification_fails_below_the_pixel_rule():
     rng = np.random.default_rng(0)
     want = rng.normal(size=(2, 3, 20, 20)).astype(np.float32)

@@ -25,7 +25,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from visiontool.imageio import DecodeError, decode, decode_timeout, timeout_message
-from visiontool.preprocess import Geometry, Preprocess
+from visiontool.preprocess import Geometry, ImageTooSmall, Preprocess
 
 
 @dataclass
@@ -55,7 +55,7 @@ def load_one(path: str, prep: Preprocess, fast_decode: bool = True, keep: bool =
         img = decode(path, prep.mode, draft=prep.draft if fast_decode and not keep else None)
         array, geometry = prep.apply(img)
         return array, geometry, np.asarray(img.convert("RGB")) if keep else None, None
-    except DecodeError as err:
+    except (DecodeError, ImageTooSmall) as err:
         return None, None, None, str(err)
     except Exception as err:  # a decoder bug must not end a run of 100,000 images
         return None, None, None, f"{type(err).__name__}: {err}"

@@ -36,6 +36,13 @@ _INTERPOLATION = {
 
 
 FITS = ("crop", "letterbox", "none", "shorter")
+# "none": the smallest side taken. Segmentation models may read an image at down to 1/4 of its
+# size (their scales; a guided filter's fits at 1/2), and a side of 0 px is no image.
+MIN_SIDE = 4
+
+
+class ImageTooSmall(ValueError):
+    """An image smaller than the model can read: that image's error, not the run's."""
 
 
 class Geometry(NamedTuple):
@@ -173,6 +180,9 @@ class Preprocess:
         return img, size[0] / w0, size[1] / h0, 0, 0
 
     def _as_is(self, img: Image.Image):
+        if min(img.size) < MIN_SIDE:
+            raise ImageTooSmall(f"image too small: {img.size[0]} x {img.size[1]} pixels; this model reads images "
+                                f"at their own size and needs at least {MIN_SIDE} pixels a side")
         return img, 1.0, 1.0, 0, 0
 
     def _normalize(self, img: Image.Image) -> np.ndarray:
