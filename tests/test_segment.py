@@ -157,13 +157,14 @@ def test_csv_and_the_default_mask_folder(tiny, tmp_path):
     assert [p.name for p in folder.iterdir()] == ["a_mask.png"]  # no overlays without --save-dir
 
 
-@pytest.mark.parametrize("scales", [None, [0.5, 1.0, 1.5]])
-def test_onnx_masks_agree_with_pytorch_without_importing_torch(tiny, tmp_path, scales):
-    """With scales, the exported graph runs the model at each of them (models/segmentation.py)."""
+@pytest.mark.parametrize("reading", [{}, {"scales": [0.5, 1.0, 1.5]}, {"guided_filter": 4}])
+def test_onnx_masks_agree_with_pytorch_without_importing_torch(tiny, tmp_path, reading):
+    """With scales, the exported graph runs the model at each of them; with a guided filter, it
+    filters the class probabilities (models/segmentation.py)."""
     ckpt, images = tiny
-    if scales:
+    if reading:
         tensors, meta = checkpoint.load(ckpt)
-        ckpt = checkpoint.save(tmp_path / "scaled.safetensors", tensors, {**meta, "scales": scales})
+        ckpt = checkpoint.save(tmp_path / "read.safetensors", tensors, {**meta, **reading})
     onnx_file = tmp_path / "tiny.onnx"
     result = runner.invoke(app, ["export", str(ckpt), "-o", str(onnx_file), "--json"])
     assert result.exit_code == 0, result.output
@@ -171,7 +172,8 @@ def test_onnx_masks_agree_with_pytorch_without_importing_torch(tiny, tmp_path, s
 
     from visiontool.backends.onnx_backend import read_info
 
-    assert read_info(onnxruntime.InferenceSession(str(onnx_file))).extra.get("scales") == scales
+    extra = read_info(onnxruntime.InferenceSession(str(onnx_file))).extra
+    assert {k: extra[k] for k in ("scales", "guided_filter") if k in extra} == reading
     import visiontool
 
     paths = [str(images / n) for n in ("a.jpg", "b.png", "c.jpg")]

@@ -75,6 +75,6 @@ def test_config_json_holds_the_values_the_run_used(trained):
     assert (config["batch_size"], config["model"], config["out"]) == (6, "lenet5", str(run))
     assert config["lr"] > 0 and config["weight_decay"] is not None
     # Every option that applies to classification is resolved (stylize's and segment's own are null).
-    others = {"style_image", "content_weight", "style_weight", "tv_weight", "loss_net", "width", "scales"}
+    others = {"style_image", "content_weight", "style_weight", "tv_weight", "loss_net", "width", "scales", "guided_filter"}
     used = {k: v for k, v in config.items() if k not in others}
     assert None not in used.values() and "auto" not in used.values()

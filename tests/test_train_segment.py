@@ -357,6 +357,39 @@ def test_a_run_with_scales_validates_and_segments_at_them_and_its_fine_tunes_kee
     assert load_model(str(again.run_dir / "best.safetensors")).info.extra["scales"] == [0.5, 1.0, 1.5]
 
 
+def test_a_run_with_a_guided_filter_validates_and_segments_through_it(trained, tmp_path):
+    from safetensors.torch import load_file
+
+    from visiontool.models.guided_filter import guided_filter
+    from visiontool.models.loader import load_model
+
+    data, run, _, cfg = trained
+    out = tmp_path / "guided"
+    train(TrainConfig(**{**cfg.__dict__, "model": str(run / "best.safetensors"), "epochs": 1, "lr": 1e-9,
+                         "warmup_epochs": 0, "guided_filter": 4, "out": str(out)}))
+    loaded = load_model(str(out / "best.safetensors"))
+    assert loaded.info.extra["guided_filter"] == 4
+    net = UNet(3, **loaded.info.extra["arch_kwargs"]).eval()
+    net.load_state_dict(load_file(out / "best.safetensors"))
+    pp, confusion, changed = loaded.info.preprocess, np.zeros((3, 3), np.int64), 0
+    for path in sorted((data / "val" / "images").iterdir()):
+        truth = np.array(Image.open(data / "val" / "masks" / path.name)).astype(np.int64)
+        x = torch.from_numpy(pp(Image.open(path)))[None]
+        with torch.inference_mode():
+            got = loaded.module(x).argmax(1)[0].numpy()
+            want = guided_filter(x, net(x).softmax(1), 4).argmax(1)[0].numpy()
+            changed += int((net(x).argmax(1)[0].numpy() != want).sum())
+        assert (got == want).mean() > 0.999
+        keep = truth != 255
+        confusion += np.bincount(truth[keep] * 3 + got[keep], minlength=9).reshape(3, 3)
+    assert changed > 0  # the filter moved some pixels' class
+    miou = np.mean(np.diag(confusion) / (confusion.sum(0) + confusion.sum(1) - np.diag(confusion)))
+    assert float(_rows(out)[0]["val_miou"]) == pytest.approx(miou, abs=1e-3)
+    result = CliRunner().invoke(app, ["train", "--task", "segment", str(data), "--guided-filter", "40", "-q",
+                                      "-o", str(tmp_path / "far")])
+    assert result.exit_code == 2 and "error: --guided-filter: guided filter radius 40: give a whole" in result.stderr
+
+
 @pytest.mark.parametrize("scales,message", [("0.75,x", "are not numbers"), ("0.1,1", "each must lie in [0.25, 4]"),
                                             ("1,1", "give 1 to 8 different ones")])
 def test_wrong_scales_are_refused_in_one_line(tmp_path, scales, message):
@@ -380,8 +413,8 @@ def test_torchvision_models_get_resized_classifiers_and_the_auxiliary_loss():
     from visiontool.train.segment import AUX_WEIGHT, SegmentTraining, _model
 
     cfg = TrainConfig(task="segment", data="unused", model="deeplabv3_mobilenet_v3_large")
-    module, kwargs, _, _, scales = _model(cfg, registry.get_spec(cfg.model), 3, None)
-    assert kwargs == {"aux_loss": True} and scales == (1.0,)
+    module, kwargs, _, _, reading = _model(cfg, registry.get_spec(cfg.model), 3, None)
+    assert kwargs == {"aux_loss": True} and reading == ((1.0,), 0)  # one scale, no guided filter
     module.train()
     x, y = torch.randn(2, 3, 64, 64), torch.randint(0, 3, (2, 64, 64))
     y[0, 0] = 255
@@ -421,7 +454,8 @@ def test_a_model_of_another_task_is_refused_with_both_ways_out(tmp_path):
                                                  ("classify", ["--style-image", "x.png"], "stylize"),
                                                  ("detect", ["--augment", "randaugment"], "classify"),
                                                  ("stylize", ["--pretrained"], "classify, detect, segment"),
-                                                 ("classify", ["--scales", "1,2"], "segment")])
+                                                 ("classify", ["--scales", "1,2"], "segment"),
+                                                 ("detect", ["--guided-filter", "6"], "segment")])
 def test_an_option_the_task_never_reads_is_refused_not_ignored(tmp_path, task, option, reader):
     root = make_segmentation(tmp_path / "p", train=3, val=2)
     result = CliRunner().invoke(app, ["train", "--task", task, str(root), "--epochs", "1", *option,

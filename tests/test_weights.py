@@ -308,6 +308,37 @@ def test_weights_average_writes_the_mean_of_one_models_checkpoints(tmp_path):
     assert load_model(str(out)).info.labels == ["a", "b", "c"]  # a checkpoint like any other
 
 
+def test_weights_average_sets_how_a_segmentation_model_reads_an_image(tmp_path):
+    """The shipped unet-digits is such a mean: its scales and guided filter are set here."""
+    from typer.testing import CliRunner
+
+    from visiontool import checkpoint
+    from visiontool.cli.app import app
+    from visiontool.models.loader import load_model
+
+    out = tmp_path / "mean.safetensors"
+    args = ["weights", "average", "unet-digits", "unet-digits", "-o", str(out), "-q"]
+    result = CliRunner().invoke(app, [*args, "--scales", "1", "--guided-filter", "4"])
+    assert result.exit_code == 0, result.output
+    _, meta = checkpoint.load(out)
+    assert "scales" not in meta and meta["guided_filter"] == 4  # scale 1 alone is recorded by its absence
+    assert meta["train"]["command"].endswith("--scales 1 --guided-filter 4")
+    module = load_model(str(out)).module
+    assert (module.scales, module.guided_filter) == ((1.0,), 4)
+    result = CliRunner().invoke(app, args[:-1] + ["--guided-filter", "0"])
+    assert result.exit_code == 0, result.output
+    shipped = load_model("unet-digits").module
+    assert (load_model(str(out)).module.scales, load_model(str(out)).module.guided_filter) == (shipped.scales, 0)
+    result = CliRunner().invoke(app, args + ["--guided-filter", "1"])
+    assert result.exit_code == 2 and "error: --guided-filter: guided filter radius 1: give a whole number" in result.stderr
+    first, _ = _lenet_checkpoint(tmp_path / "a.safetensors", 0)
+    second, _ = _lenet_checkpoint(tmp_path / "b.safetensors", 1)
+    result = CliRunner().invoke(app, ["weights", "average", str(first), str(second), "-o", str(tmp_path / "c.safetensors"),
+                                      "--scales", "0.5,1"])
+    assert result.exit_code == 2 and "set how a segmentation model reads an image" in result.stderr
+    assert not (tmp_path / "c.safetensors").exists()
+
+
 @pytest.mark.parametrize("second, message", [
     ("other-labels", "differ in labels"),
     ("unet-digits", "differ in arch"),

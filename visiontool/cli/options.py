@@ -214,6 +214,16 @@ Scales = Annotated[
     Optional[str],
     typer.Option(metavar="S,S,...", show_default=False,
                  help="Segment each image at these scales of it and average the log class probabilities "
-                 "(train --task segment: validation and the checkpoint do; costs one pass per scale; "
-                 "e.g. 0.75,1,1.25; default: 1, or the fine-tuned checkpoint's)."),
+                 "(train --task segment: validation and the checkpoint do; weights average: the averaged "
+                 "segmentation checkpoint does; costs one pass per scale; e.g. 0.75,1,1.25; default: 1, or "
+                 "the fine-tuned checkpoint's, or the first averaged one's)."),
+]
+GuidedFilter = Annotated[
+    Optional[int],
+    typer.Option(min=0, metavar="RADIUS", show_default=False,
+                 help="Pass the class probabilities through a guided filter of this radius in pixels, with the "
+                 "image as the guide, so that the classes' edges follow the image's (train --task segment: "
+                 "validation and the checkpoint do; weights average: the averaged segmentation checkpoint "
+                 "does; e.g. 6; 0: none; default: none, or the fine-tuned checkpoint's, or the first "
+                 "averaged one's)."),
 ]

@@ -68,6 +68,7 @@ def train(
     loss_net: opt.LossNet = None,
     width: opt.Width = None,
     scales: opt.Scales = None,
+    guided_filter: opt.GuidedFilter = None,
     device: opt.Device = _D.device,
     workers: opt.Workers = None,
     resume: Annotated[Optional[Path], typer.Option(metavar="RUN_DIR", help="Continue the run in RUN_DIR from its last finished epoch. The original command line may be repeated: only options whose values differ from the run's are refused (--epochs, --patience, --device, --workers and --quiet may change).", show_default=False)] = None,
@@ -101,6 +102,7 @@ def train(
             command=command, style_image=str(style_image) if style_image is not None else None,
             content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
             loss_net=loss_net, width=width, scales=scales,
+            guided_filter=guided_filter,
         )
         _print_run_dir(engine.train(cfg))
 

@@ -15,7 +15,7 @@ import typer
 
 from visiontool.cli.handling import command
 from visiontool.cli.help import Command, Group, examples
-from visiontool.cli.options import Json, Output, Quiet
+from visiontool.cli.options import GuidedFilter, Json, Output, Quiet, Scales
 
 EXAMPLES = {
     "list": ["visiontool weights list 'resnet*'    known weights and whether each is on disk",
@@ -106,13 +106,15 @@ Checkpoints = Annotated[List[str], typer.Argument(
 
 @app.command(cls=Command, epilog=examples(EXAMPLES["average"]))
 @command
-def average(checkpoints: Checkpoints, output: Output = None, quiet: Quiet = False) -> None:
+def average(checkpoints: Checkpoints, output: Output = None, scales: Scales = None,
+            guided_filter: GuidedFilter = None, quiet: Quiet = False) -> None:
     """Write the mean of checkpoints of one model (weights averaged); print its path.
 
     Averaging a fine-tune with the model it started from often keeps much of what each is good
     at: the fine-tune's new data and the base's original scores. Only checkpoints that share
     their start (a fine-tune and its base, epochs of one run) average into a working model.
-    The result keeps the first checkpoint's labels and preprocessing.
+    The result keeps the first checkpoint's labels, preprocessing and (a segmentation model) the
+    way it reads an image, unless --scales or --guided-filter set that.
     """
     import shlex
 
@@ -127,11 +129,39 @@ def average(checkpoints: Checkpoints, output: Output = None, quiet: Quiet = Fals
         raise UsageError(f"--output {output}: the averaged checkpoint is a .safetensors file")
     paths = [_checkpoint_file(ref) for ref in checkpoints]
     tensors, meta = checkpoint.average(paths)
-    command = shlex.join(["visiontool", "weights", "average", *checkpoints, "--output", str(output)])
+    meta = _reading(meta, scales, guided_filter)
+    command = shlex.join(["visiontool", "weights", "average", *checkpoints, "--output", str(output),
+                          *(["--scales", scales] if scales is not None else []),
+                          *(["--guided-filter", str(guided_filter)] if guided_filter is not None else [])])
     meta["train"] = {"command": command, **meta["train"]}
     checkpoint.save(output, tensors, meta)
     progress.info(f"wrote {output}: the mean of {len(paths)} {meta['arch']} checkpoints", quiet=quiet)
     typer.echo(str(output))
+
+
+def _reading(meta: dict, scales: str | None, guided_filter: int | None) -> dict:
+    """`meta` with a segmentation model's scales and guided filter set where they are given."""
+    from visiontool.errors import UsageError
+    from visiontool.tasks.segment import checked_guided_radius, checked_scales
+
+    if scales is None and guided_filter is None:
+        return meta
+    if meta.get("task") != "segment":
+        raise UsageError(f"--scales and --guided-filter set how a segmentation model reads an image; these "
+                         f"checkpoints are of a {meta.get('arch')} for --task {meta.get('task')}")
+    meta = dict(meta)
+    for flag, key, given, check, none in (("--scales", "scales", scales, checked_scales, (1.0,)),
+                                          ("--guided-filter", "guided_filter", guided_filter, checked_guided_radius, 0)):
+        if given is None:
+            continue
+        try:
+            value = check(given)
+        except ValueError as err:
+            raise UsageError(f"{flag}: {err}") from None
+        meta.pop(key, None)
+        if value != none:  # the default is recorded by its absence, as train does
+            meta[key] = list(value) if key == "scales" else value
+    return meta
 
 
 def _checkpoint_file(ref: str) -> Path:

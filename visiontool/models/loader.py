@@ -105,13 +105,14 @@ def _from_model_file(path: Path, weights: str | None, num_classes: int | None) -
 
 def _from_checkpoint(path: Path, num_classes: int | None, name: str) -> LoadedModel:
     from visiontool import checkpoint
-    from visiontool.tasks.segment import checked_scales
+    from visiontool.tasks.segment import checked_guided_radius, checked_scales
 
     state_dict, meta = checkpoint.load(path)
     try:  # a checkpoint handed over may lack fields or hold wrong types: one line, never a traceback
         arch, kwargs, classes = str(meta["arch"]), dict(meta.get("arch_kwargs") or {}), int(meta["num_classes"])
         labels, preprocess = [str(x) for x in meta["labels"]], Preprocess.from_dict(meta["preprocess"])
         scales = checked_scales(meta.get("scales", [1.0]))
+        guided = checked_guided_radius(meta.get("guided_filter", 0))
     except (KeyError, TypeError, ValueError, UsageError) as err:
         raise WeightsError(f"checkpoint {path} has incomplete metadata ({type(err).__name__}: {one_line(err, 120)})") from None
     module, outputs = _assemble(arch, state_dict, path, kwargs, num_classes, default=classes)
@@ -126,9 +127,10 @@ def _from_checkpoint(path: Path, num_classes: int | None, name: str) -> LoadedMo
         preprocess=preprocess,
         weights_source=str(path),
         extra={"name": name, "num_classes": outputs, "arch_kwargs": kwargs, **_measured_conf(meta),
-               **({"scales": list(scales)} if scales != (1.0,) else {})},
+               **({"scales": list(scales)} if scales != (1.0,) else {}),
+               **({"guided_filter": guided} if guided else {})},
     )
-    return LoadedModel(registry.for_inference(arch, module, scales).eval(), info)
+    return LoadedModel(registry.for_inference(arch, module, scales, guided).eval(), info)
 
 
 def _measured_conf(meta: dict) -> dict:

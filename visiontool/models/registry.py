@@ -275,11 +275,13 @@ def task_of(arch: str) -> str | None:
     return next((t for t in _torchvision_modules() if arch in _torchvision_names(t)), None)
 
 
-def for_inference(arch: str, module: "nn.Module", scales: tuple[float, ...] = (1.0,)) -> "nn.Module":
+def for_inference(arch: str, module: "nn.Module", scales: tuple[float, ...] = (1.0,),
+                  guided_filter: int = 0) -> "nn.Module":
     """The module as the backends run it: torchvision's detectors answer with a list of dicts,
     which an adapter turns into padded tensors (one output convention for every detector);
     every segmentation model answers with logits at input resolution through its adapter, run
-    at `scales` of its input."""
+    at `scales` of its input, its class probabilities through a guided filter of that radius (0:
+    none)."""
     if arch in _torchvision_names(TASK_DETECT):
         from visiontool.models.detection import TorchvisionDetector
 
@@ -287,7 +289,7 @@ def for_inference(arch: str, module: "nn.Module", scales: tuple[float, ...] = (1
     if task_of(arch) == TASK_SEGMENT:
         from visiontool.models.segmentation import SegmentationLogits
 
-        return SegmentationLogits(module, scales)
+        return SegmentationLogits(module, scales, guided_filter)
     return module
 
 

@@ -14,6 +14,12 @@ every scale, which scored 0.002-0.005 mIoU higher on each of the shipped digit s
 of test scenes (weights/README.md). Inside the adapter, the ONNX export holds the scales too: both
 backends segment alike.
 
+A checkpoint may also pass its class probabilities through a guided filter with the image as
+the guide (its "guided_filter" radius, set by `train --task segment --guided-filter` or `weights
+average --guided-filter`; models/guided_filter.py), which moves the classes' edges onto the image's.
+The adapter then answers with the log of the filtered probabilities: the argmax is the filtered
+answer, and a cross-entropy still reads them as logits.
+
 Images of different sizes (preprocessing that keeps the aspect ratio) come one at a time: the
 backends run such a batch image by image (backends.stack_outputs).
 """
@@ -24,12 +30,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from visiontool.models.guided_filter import guided_filter
+
+PROBABILITY_FLOOR = 1e-6  # the guided filter's fits can dip just below zero; logs need a floor
+
 
 class SegmentationLogits(nn.Module):
-    def __init__(self, model: nn.Module, scales: tuple[float, ...] = (1.0,)) -> None:
+    def __init__(self, model: nn.Module, scales: tuple[float, ...] = (1.0,), guided_filter: int = 0) -> None:
         super().__init__()
         self.model = model
         self.scales = tuple(scales)
+        self.guided_filter = guided_filter  # radius in pixels; 0: none
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         out = self.model(x)
@@ -50,6 +61,9 @@ class SegmentationLogits(nn.Module):
                 log_probs = logits.float().log_softmax(1)
                 total = log_probs if total is None else total + log_probs
             out = total / len(self.scales)
+        if self.guided_filter:
+            probs = guided_filter(x, out.float().softmax(1), self.guided_filter)
+            out = probs.clamp_min(PROBABILITY_FLOOR).log()
         # In the standard layout even when the network ran channels-last (the torch backend's
         # choice): torch reorders in parallel, several times faster than numpy would later.
         return out.contiguous()

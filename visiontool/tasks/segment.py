@@ -33,6 +33,7 @@ CSV_COLUMNS = ["path", "width", "height", "mask", "classes", "error"]
 MAX_CLASSES = 255  # mask values are bytes, and 255 marks ignored pixels
 MAX_SCALES = 8  # scales a model may be run at (each costs a pass; models/segmentation.py)
 SCALE_RANGE = (0.25, 4.0)
+MAX_GUIDED_RADIUS = 32  # pixels (models/guided_filter.py)
 
 
 def checked_scales(values) -> tuple[float, ...]:
@@ -54,6 +55,15 @@ def checked_scales(values) -> tuple[float, ...]:
     if not all(lo <= v <= hi for v in scales):
         raise ValueError(f"scales {','.join(f'{v:g}' for v in scales)}: each must lie in [{lo:g}, {hi:g}]")
     return scales
+
+
+def checked_guided_radius(value) -> int:
+    """The radius in pixels of the guided filter a segmentation model's class probabilities pass
+    (0: none); ValueError saying what is wrong."""
+    if isinstance(value, bool) or not isinstance(value, int) or value == 1 or not 0 <= value <= MAX_GUIDED_RADIUS:
+        raise ValueError(f"guided filter radius {value!r}: give a whole number of pixels from 2 to "
+                         f"{MAX_GUIDED_RADIUS}, or 0 for none")
+    return value
 
 
 def mask_dir(save_dir: str | Path | None, output: str | Path | None) -> Path:

@@ -66,6 +66,7 @@ class TrainConfig:
     width: int | None = None  # channels of the first layer (stylize: 32, Johnson et al.'s; segment's UNet: 16)
     # segment only
     scales: str | None = None  # "0.75,1,1.25": the scales the checkpoint segments at; None: 1 (or the start's)
+    guided_filter: int | None = None  # its guided filter's radius, px; 0: none; None: none (or the start's)
     quiet: bool = False  # no progress bars or per-epoch lines
     command: str = ""  # the command line that started the run, for command.txt and checkpoints
 
@@ -113,6 +114,13 @@ class TrainConfig:
                 checked_scales(self.scales)
             except ValueError as err:
                 raise UsageError(f"--scales: {err}") from None
+        if self.guided_filter is not None:
+            from visiontool.tasks.segment import checked_guided_radius
+
+            try:
+                checked_guided_radius(self.guided_filter)
+            except ValueError as err:
+                raise UsageError(f"--guided-filter: {err}") from None
         lr = self.lr if self.lr is not None else default_lr(self.optimizer, batch_size, self.pretrained)
         if lr <= 0:
             raise UsageError("--lr must be positive")

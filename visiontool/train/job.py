@@ -31,7 +31,7 @@ def training_for(task: str) -> type["TaskTraining"]:
 
 # TrainConfig fields that only some tasks read; each TaskTraining names those it does in `reads`
 TASK_OPTIONS = ("pretrained", "augment", "crop_scale", "label_smoothing", "style_image", "content_weight", "style_weight",
-                "tv_weight", "loss_net", "width", "scales")
+                "tv_weight", "loss_net", "width", "scales", "guided_filter")
 
 
 def refuse_unread_options(task: str, given: list[str]) -> None:

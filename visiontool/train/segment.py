@@ -6,8 +6,9 @@ confusion matrix per epoch.
 Models see images at their own resolution: training takes square crops of --image-size px
 (scaled a little, so objects vary in size), validation and inference the whole image. The
 checkpoint's preprocessing says so (fit "none"), so `segment` feeds it what training scored.
-With --scales, validation and the checkpoint segment each image at those scales and average
-(models/segmentation.py). The best epoch is the one with the best val mIoU.
+With --scales, validation and the checkpoint segment each image at those scales and average;
+with --guided-filter, they pass the class probabilities through a guided filter with the image as
+the guide (models/segmentation.py). The best epoch is the one with the best val mIoU.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 
 from visiontool.errors import DatasetError, UsageError
 from visiontool.models.segmentation import SegmentationLogits
-from visiontool.tasks.segment import checked_scales
+from visiontool.tasks.segment import checked_guided_radius, checked_scales
 from visiontool.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from visiontool.train import report, segment_data
 from visiontool.train.config import resolved_workers
@@ -49,7 +50,7 @@ class SegmentTraining(TaskTraining):
     default_model = DEFAULT_MODEL
     # Small crops of a small model: many steps matter more than big batches on a CPU.
     default_batch_size = 16
-    reads = frozenset({"pretrained", "scales", "width"})
+    reads = frozenset({"pretrained", "scales", "guided_filter", "width"})
 
     def __init__(self, cfg, dist, device, say) -> None:
         self.cfg, self.dist, self.device = cfg, dist, device
@@ -73,9 +74,11 @@ class SegmentTraining(TaskTraining):
         torch.manual_seed(cfg.seed)  # weights init: identical on every rank and every rerun
         self.arch = spec.arch
         self.crop = cfg.image_size or DEFAULT_CROP.get(spec.arch, 320)
-        module, self.arch_kwargs, mean, std, start_scales = _model(cfg, spec, len(self.labels), start)
-        # validation and the checkpoint segment at these scales (a fine-tune keeps its start's)
+        module, self.arch_kwargs, mean, std, (start_scales, start_guided) = _model(cfg, spec, len(self.labels), start)
+        # validation and the checkpoint segment this way (a fine-tune keeps its start's)
         self.scales = checked_scales(cfg.scales) if cfg.scales else start_scales
+        self.guided_filter = (checked_guided_radius(cfg.guided_filter) if cfg.guided_filter is not None
+                              else start_guided)
         if start is not None:
             say.line(fine_tune_line(start, len(self.labels)))
         self.preprocess = Preprocess(crop=self.crop, resize=self.crop, mean=mean, std=std, fit="none")
@@ -122,8 +125,8 @@ class SegmentTraining(TaskTraining):
     def evaluate(self, module, batch_size, amp_dtype):
         # each rank scores every world-th image; one all-reduce sums the confusion matrices
         mine = range(self.dist.rank, len(self.val_set.images), self.dist.world)
-        if self.scales != (1.0,):
-            module = SegmentationLogits(module, self.scales)
+        if self.scales != (1.0,) or self.guided_filter:
+            module = SegmentationLogits(module, self.scales, self.guided_filter)
         confusion, loss_sum, preds = predict_split(module, self.val_set, self.normalize, len(self.labels), self.device,
                                                    amp_dtype, keep=SHOWN_VAL_IMAGES, indices=mine)
         if self.dist.enabled:
@@ -139,7 +142,8 @@ class SegmentTraining(TaskTraining):
         return row, {"confusion": confusion.confusion.cpu().tolist(), "shown": list(mine[: len(preds)]), "preds": preds}
 
     def meta(self) -> dict:
-        return {**super().meta(), **({"scales": list(self.scales)} if self.scales != (1.0,) else {})}
+        return {**super().meta(), **({"scales": list(self.scales)} if self.scales != (1.0,) else {}),
+                **({"guided_filter": self.guided_filter} if self.guided_filter else {})}
 
     def epoch_line(self, row):
         return (f"train loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f} pixel acc "
@@ -161,10 +165,11 @@ Training = SegmentTraining
 
 
 def _model(cfg, spec, num_classes: int, start: str | None):
-    """(module, arch_kwargs, mean, std, scales): the project's UNet, or a torchvision model with
-    its classifier (and auxiliary classifier) sized for the classes, from scratch or --pretrained;
-    or the network of `start` (a checkpoint or a shipped model) to fine-tune, its head sized
-    for the classes where their number differs, with the scales it segments at."""
+    """(module, arch_kwargs, mean, std, (scales, guided filter radius)): the project's UNet, or a
+    torchvision model with its classifier (and auxiliary classifier) sized for the classes, from
+    scratch or --pretrained; or the network of `start` (a checkpoint or a shipped model) to
+    fine-tune, its head sized for the classes where their number differs, with the way it reads
+    an image (its scales and guided filter)."""
     from visiontool.models import registry, unet
     from visiontool.models.loader import load_model
 
@@ -174,7 +179,7 @@ def _model(cfg, spec, num_classes: int, start: str | None):
         loaded = load_model(start, None, quiet=cfg.quiet, num_classes=num_classes)
         pp = loaded.info.preprocess
         return (getattr(loaded.module, "model", loaded.module), dict(loaded.info.extra.get("arch_kwargs") or {}),
-                pp.mean, pp.std, getattr(loaded.module, "scales", (1.0,)))
+                pp.mean, pp.std, (getattr(loaded.module, "scales", (1.0,)), getattr(loaded.module, "guided_filter", 0)))
     if spec.arch == unet.ARCH:
         if cfg.pretrained:
             raise UsageError(f"{spec.name} has no pretrained weights: drop --pretrained to train it from scratch")
@@ -182,7 +187,7 @@ def _model(cfg, spec, num_classes: int, start: str | None):
         kwargs = {"widths": list(unet.WIDTHS), "dilations": list(unet.DILATIONS), **spec.arch_kwargs}
         if cfg.width:  # the first level's channels; the deeper levels keep their ratios to it
             kwargs["widths"] = unet.scaled_widths(cfg.width)
-        return registry.build(spec.arch, num_classes, **kwargs), kwargs, unet.MEAN, unet.STD, (1.0,)
+        return registry.build(spec.arch, num_classes, **kwargs), kwargs, unet.MEAN, unet.STD, ((1.0,), 0)
     kwargs = {"aux_loss": True} if "lraspp" not in spec.arch else {}
     if cfg.pretrained:
         loaded = load_model(cfg.model, None, quiet=cfg.quiet, num_classes=num_classes)
@@ -190,7 +195,7 @@ def _model(cfg, spec, num_classes: int, start: str | None):
         kwargs = dict(loaded.info.extra.get("arch_kwargs") or {})
     else:
         module = registry.build(spec.arch, num_classes, **kwargs)
-    return module, kwargs, IMAGENET_MEAN, IMAGENET_STD, (1.0,)
+    return module, kwargs, IMAGENET_MEAN, IMAGENET_STD, ((1.0,), 0)
 
 
 def _outputs(raw):
