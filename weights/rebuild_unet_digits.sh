@@ -37,7 +37,8 @@
 #      224 px crops, fp32, and --scales 0.75,1,1.25: validation and the checkpoint segment each
 #      image at three scales and average the class probabilities (the shipped file's run was
 #      stopped after epoch 3, when the time there was ran short: its best);
-#  15. the mean of run 14 and step 13's mean, which keeps run 14's scales (the first checkpoint's).
+#  15. the mean of run 14 and step 13's mean, which keeps run 14's scales (the first checkpoint's)
+#      and passes its class probabilities through a guided filter of radius 6 (--guided-filter 6).
 # Runs 1, 2, 8 and 9 want a GPU (an H200: 250 s, 225 s, 223 s and 313 s of epochs; on a 2-core
 # CPU an epoch of run 1 takes about 4 minutes, one of run 8 about half an hour); runs 3, 4, 5
 # and 6 took 44, 36, 35 and 39 minutes on a 2-core CPU, run 10 about 3 hours and run 12 about 40
@@ -143,7 +144,7 @@ link "$work/scaled/all" "$work"/scaled/print64 "$work"/scaled/print65
 $vt train --task segment "$work/scaled/all" --model "$work/mean-12.safetensors" --epochs 4 --image-size 224 \
     --batch-size 16 --lr 0.0005 --warmup-epochs 0.3 --no-flip --seed 0 --scales 0.75,1,1.25 --output "$work/run14" --quiet
 (cd "$work" && $vt weights average run14/best.safetensors mean-12.safetensors \
-    --output unet-digits.safetensors --quiet)
+    --guided-filter 6 --output unet-digits.safetensors --quiet)
 cp "$work/unet-digits.safetensors" weights/unet-digits.safetensors
 $vt val weights/unet-digits.safetensors "$work/digit-seg-2000/heldout" --json > "$work/heldout.json"
 python - "$work/heldout.json" <<'PY'
