@@ -142,11 +142,12 @@ def average(checkpoints: Checkpoints, output: Output = None, scales: Scales = No
 def _reading(meta: dict, scales: str | None, guided_filter: int | None) -> dict:
     """`meta` with a segmentation model's scales and guided filter set where they are given."""
     from visiontool.errors import UsageError
+    from visiontool.models.registry import TASK_SEGMENT
     from visiontool.tasks.segment import checked_guided_radius, checked_scales
 
     if scales is None and guided_filter is None:
         return meta
-    if meta.get("task") != "segment":
+    if meta.get("task") != TASK_SEGMENT:
         raise UsageError(f"--scales and --guided-filter set how a segmentation model reads an image; these "
                          f"checkpoints are of a {meta.get('arch')} for --task {meta.get('task')}")
     meta = dict(meta)
