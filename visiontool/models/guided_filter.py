@@ -9,9 +9,9 @@ keeps their sum at one.
 
 The fits are made at half the image's resolution (He and Sun's fast guided filter) and applied to
 the full-resolution colours: on the shipped digit segmenter's validation scenes that scored as the
-full-resolution filter did (mIoU 0.893 and 0.894) at a fifth of the time. Box means are average
-pools, run along rows and then columns (exact for a box that counts only the pixels inside the
-image), and the 3x3 colour covariances are inverted in closed form: every step is an ONNX
+full-resolution filter did (mIoU 0.893 and 0.894) at a fifth of the time. Box means are sums
+along rows and then columns, divided by the pixels each window holds inside the image, and the
+3x3 colour covariances are inverted in closed form: every step is an ONNX
 operator, so the exported graph filters as torch does.
 """
 
@@ -29,10 +29,18 @@ SUBSAMPLE = 2  # the fits are made at 1/SUBSAMPLE of the image's resolution
 
 def _box(t: torch.Tensor, radius: int) -> torch.Tensor:
     """The mean over the (2r+1)^2 window around each pixel, of the pixels inside the image."""
-    k = 2 * radius + 1
-    t = t.contiguous(memory_format=torch.channels_last)  # torch pools channels-last several times faster
-    t = F.avg_pool2d(t, (1, k), stride=1, padding=(0, radius), count_include_pad=False)
-    return F.avg_pool2d(t, (k, 1), stride=1, padding=(radius, 0), count_include_pad=False)
+    # Sums by depthwise convolutions with uniform weights, along rows and then columns, divided
+    # by the number of pixels each window holds: onnxruntime runs these about 3x faster than
+    # average pools, and torch runs both alike channels-last.
+    t = t.contiguous(memory_format=torch.channels_last)
+    return _window_sum(t, radius) / _window_sum(torch.ones_like(t[:, :1]), radius)
+
+
+def _window_sum(t: torch.Tensor, radius: int) -> torch.Tensor:
+    c, k = t.shape[1], 2 * radius + 1
+    rows = torch.ones(c, 1, 1, k, dtype=t.dtype, device=t.device)
+    t = F.conv2d(t, rows, padding=(0, radius), groups=c)
+    return F.conv2d(t, rows.transpose(2, 3), padding=(radius, 0), groups=c)
 
 
 def guided_filter(image: torch.Tensor, probs: torch.Tensor, radius: int, eps: float = EPS) -> torch.Tensor:
