@@ -157,7 +157,7 @@ def test_csv_and_the_default_mask_folder(tiny, tmp_path):
     assert [p.name for p in folder.iterdir()] == ["a_mask.png"]  # no overlays without --save-dir
 
 
-@pytest.mark.parametrize("reading", [{}, {"scales": [0.5, 1.0, 1.5]}, {"guided_filter": 4}])
+@pytest.mark.parametrize("reading", [{}, {"scales": [0.5, 1.0, 1.5], "guided_filter": 4}])
 def test_onnx_masks_agree_with_pytorch_without_importing_torch(tiny, tmp_path, reading):
     """With scales, the exported graph runs the model at each of them; with a guided filter, it
     filters the class probabilities (models/segmentation.py)."""
