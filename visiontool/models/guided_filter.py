@@ -11,8 +11,8 @@ The fits are made at half the image's resolution (He and Sun's fast guided filte
 the full-resolution colours: on the shipped digit segmenter's validation scenes that scored as the
 full-resolution filter did (mIoU 0.893 and 0.894) at a fifth of the time. Box means are sums
 along rows and then columns, divided by the pixels each window holds inside the image, and the
-3x3 colour covariances are inverted in closed form: every step is an ONNX
-operator, so the exported graph filters as torch does.
+3x3 colour covariances are inverted in closed form: every step is an ONNX operator, so the
+exported graph filters as torch does.
 """
 
 from __future__ import annotations
